@@ -1,0 +1,191 @@
+"""Compare hand-written gradients with the oracle (``jax.grad``): the notebook's ``cmp``, as data.
+
+    table = compare(manual_grads, oracle_grads)     # one Row per name
+    print(table)                                    # the notebook's text layout
+    table                                           # an HTML table in Jupyter
+
+**The pass rule** (``ok``), per row, with ``m = max|oracle row|``:
+
+* float64: ``maxdiff <= 1e-10 * m + 1e-12``
+* float32: ``maxdiff <= 1e-4 * m + 1e-7``
+
+Float32 needs the looser rule because XLA orders its reductions differently from the hand-written
+ones, and some true gradients are exactly 0 (``b1``'s, under batch norm), so their rows are pure
+rounding noise. A row whose shapes differ fails, even where broadcasting would hide it.
+``exact`` (bit-equal) and ``approx`` (``allclose`` with torch's rtol 1e-5, atol 1e-8) are shown for
+comparison with the notebook; ``ulp`` is maxdiff in units in the last place of ``m``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import asdict, dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+TOLERANCES = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-7)}
+"""dtype -> (relative to max|oracle row|, absolute): the pass rule."""
+
+
+@dataclass(frozen=True)
+class Row:
+    table: str
+    name: str
+    shape: tuple
+    exact: bool
+    approx: bool
+    maxdiff: float
+    ulp: float
+    ok: bool
+    oracle_shape: tuple | None = None  # set only when it differs from ``shape``
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        if self.oracle_shape is None:
+            del d["oracle_shape"]
+        else:
+            d["oracle_shape"] = list(self.oracle_shape)
+        for k in ("maxdiff", "ulp"):
+            if not math.isfinite(d[k]):
+                d[k] = None
+        return d
+
+
+def compare_arrays(name: str, manual, oracle, table: str = "") -> Row:
+    """One row: a hand-written gradient against its oracle."""
+    m_arr, o_arr = np.asarray(manual), np.asarray(oracle)
+    if m_arr.shape != o_arr.shape:
+        return Row(table, name, m_arr.shape, False, False, math.inf, math.inf, False, o_arr.shape)
+    dtype = np.result_type(m_arr.dtype, o_arr.dtype)
+    key = "float64" if dtype == np.float64 else "float32"
+    rel, absol = TOLERANCES[key]
+    diff = np.abs(m_arr.astype(dtype) - o_arr.astype(dtype))
+    maxdiff = float(diff.max()) if diff.size else 0.0
+    scale = float(np.abs(o_arr).max()) if o_arr.size else 0.0
+    ulp_unit = float(np.spacing(np.asarray(scale, dtype=np.float64 if key == "float64" else np.float32)))
+    ok = bool(np.isfinite(m_arr).all()) and maxdiff <= rel * scale + absol
+    return Row(
+        table=table, name=name, shape=tuple(m_arr.shape),
+        exact=bool(np.array_equal(m_arr, o_arr)),
+        approx=bool(np.allclose(m_arr, o_arr, rtol=1e-5, atol=1e-8)),
+        maxdiff=maxdiff, ulp=maxdiff / ulp_unit, ok=ok,
+    )
+
+
+class Table:
+    """Rows of a comparison; prints as the notebook's ``cmp`` lines, renders as HTML in Jupyter."""
+
+    def __init__(self, title: str, rows: list[Row], dtype: str = ""):
+        self.title, self.rows, self.dtype = title, list(rows), dtype
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, name: str) -> Row:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def worst(self) -> Row:
+        return max(self.rows, key=lambda r: r.maxdiff)
+
+    def __str__(self) -> str:
+        head = f"== {self.title}" + (f" ({self.dtype})" if self.dtype else "") + " =="
+        lines = [head]
+        for r in self.rows:
+            shape = "x".join(map(str, r.shape)) or "scalar"
+            extra = "" if r.oracle_shape is None else f"  SHAPE MISMATCH: oracle {r.oracle_shape}"
+            lines.append(f"{r.name:15s} | exact: {str(r.exact):5s} | approximate: {str(r.approx):5s} "
+                         f"| maxdiff: {r.maxdiff:.3e} | ulp: {r.ulp:9.3g} | {shape:>8s} "
+                         f"| {'ok' if r.ok else 'FAIL'}{extra}")
+        lines.append(f"{sum(r.ok for r in self.rows)}/{len(self.rows)} ok")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        cells = []
+        for r in self.rows:
+            colour = "#e6f4ea" if r.ok else "#fce8e6"
+            cells.append(
+                f"<tr style='background:{colour}'><td><code>{html.escape(r.name)}</code></td>"
+                f"<td>{'×'.join(map(str, r.shape))}</td><td>{r.exact}</td><td>{r.approx}</td>"
+                f"<td>{r.maxdiff:.3e}</td><td>{r.ulp:.1f}</td><td>{'ok' if r.ok else 'FAIL'}</td></tr>")
+        title = html.escape(self.title + (f" ({self.dtype})" if self.dtype else ""))
+        return (f"<table><caption>{title}: {sum(r.ok for r in self.rows)}/{len(self.rows)} ok</caption>"
+                "<tr><th>name</th><th>shape</th><th>exact</th><th>approx</th><th>maxdiff</th>"
+                "<th>ulp</th><th>ok</th></tr>" + "".join(cells) + "</table>")
+
+    def to_json(self) -> list[dict]:
+        return [r.to_json() for r in self.rows]
+
+
+def compare(manual: dict, oracle: dict, names=None, *, table: str = "", title: str | None = None) -> Table:
+    """Compare two gradient dicts name by name (default: the manual dict's order).
+
+    A name missing from either side raises ``KeyError``: a silently skipped row would be a check
+    that cannot fail.
+    """
+    names = list(manual) if names is None else list(names)
+    rows = [compare_arrays(k, manual[k], oracle[k], table) for k in names]
+    dt = str(np.result_type(*[np.asarray(oracle[k]).dtype for k in names])) if names else ""
+    return Table(title or table, rows, dt)
+
+
+def check_vjp(f_manual, f_ref, args, *, argnames=None, cotangent=None, key=None,
+              table: str = "vjp", title: str | None = None) -> Table:
+    """Compare a hand-written ``custom_vjp`` function with a plain reference on given inputs.
+
+    ``f_manual(*args)`` and ``f_ref(*args)`` must compute the same output. Both are pulled back
+    (``jax.vjp``) with the same ``cotangent`` (default: ones for a scalar output, else a random
+    normal array drawn from ``key``); one row per floating-point argument, named by ``argnames``
+    (default ``arg0``, ``arg1``, ...). Integer arguments (token ids) are held fixed.
+
+    Example::
+
+        table = check_vjp(layers.tanh, jnp.tanh, (x,), argnames=["x"])
+        assert table.ok, table
+    """
+    args = tuple(jnp.asarray(a) for a in args)
+    argnames = list(argnames) if argnames is not None else [f"arg{i}" for i in range(len(args))]
+    if len(argnames) != len(args):
+        raise ValueError(f"{len(argnames)} argnames for {len(args)} args")
+    diff_idx = [i for i, a in enumerate(args) if jnp.issubdtype(a.dtype, jnp.floating)]
+
+    def on_floats(f):
+        def g(*floats):
+            full = list(args)
+            for i, x in zip(diff_idx, floats):
+                full[i] = x
+            return f(*full)
+        return g
+
+    floats = [args[i] for i in diff_idx]
+    out = jax.eval_shape(on_floats(f_ref), *floats)
+    if cotangent is None:
+        if out.ndim == 0:
+            cotangent = jnp.ones(out.shape, out.dtype)
+        else:
+            key = jax.random.key(0) if key is None else key
+            cotangent = jax.random.normal(key, out.shape, out.dtype)
+    cotangent = jnp.asarray(cotangent, out.dtype)
+
+    @jax.jit  # one compilation for both pullbacks, instead of op-by-op dispatch
+    def pullbacks(floats, cotangent):
+        return tuple(jax.vjp(on_floats(f), *floats)[1](cotangent) for f in (f_manual, f_ref))
+
+    g_man, g_ref = pullbacks(floats, cotangent)
+    names = [argnames[i] for i in diff_idx]
+    return compare(dict(zip(names, g_man)), dict(zip(names, g_ref)), table=table, title=title)

@@ -1,0 +1,239 @@
+"""One ``jax.custom_vjp`` per layer: the forward and its hand-written backward side by side.
+
+Each layer comes twice:
+
+* ``<layer>_plain`` — the forward in plain ``jnp``; ``jax.grad`` differentiates it (the oracle);
+* ``<layer>`` — the same forward wrapped in ``jax.custom_vjp``, whose ``bwd`` is the formula
+  derived in the notebook. Residuals are named after the notebook's variables.
+
+Because the custom forward *is* the plain forward, a model built from either computes the same
+value; only the backward differs. :data:`PLAIN` and :data:`MANUAL` bundle the two sets so a model
+is written once (see ``bpjax.mlp``) and ``--grad manual|autodiff`` is one swap.
+
+Shapes: ``B`` batch rows (any number of leading axes where noted), ``T`` context length,
+``E`` embedding size, ``K`` fan-in, ``H`` hidden units, ``V`` vocabulary size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .errors import ConfigError
+
+BN_EPS = 1e-5
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-entropy.  loss = -mean_i log softmax(logits_i)[Y_i]
+#   d_logits = (softmax(logits) - one_hot(Y)) / n
+# --------------------------------------------------------------------------------------------
+def _cross_entropy_parts(logits, Y):
+    """The notebook's chunked softmax + NLL. Returns ``(loss, probs)``."""
+    n = logits.shape[0]
+    logit_maxes = logits.max(1, keepdims=True)
+    norm_logits = logits - logit_maxes  # subtract the max so exp cannot overflow
+    counts = jnp.exp(norm_logits)
+    counts_sum = counts.sum(1, keepdims=True)
+    counts_sum_inv = counts_sum**-1
+    probs = counts * counts_sum_inv
+    logprobs = jnp.log(probs)
+    loss = -logprobs[jnp.arange(n), Y].mean()
+    return loss, probs
+
+
+def cross_entropy_plain(logits, Y):
+    """Mean negative log-likelihood. ``logits`` [B, V] float, ``Y`` [B] int -> scalar."""
+    return _cross_entropy_parts(logits, Y)[0]
+
+
+@jax.custom_vjp
+def cross_entropy(logits, Y):
+    """:func:`cross_entropy_plain` with the fused backward ``(probs - one_hot(Y)) / n``."""
+    return cross_entropy_plain(logits, Y)
+
+
+def _cross_entropy_fwd(logits, Y):
+    loss, probs = _cross_entropy_parts(logits, Y)
+    return loss, (probs, Y)
+
+
+def _cross_entropy_bwd(res, d_loss):
+    probs, Y = res
+    n, V = probs.shape
+    d_logits = (probs - jax.nn.one_hot(Y, V, dtype=probs.dtype)) * (d_loss / n)
+    return d_logits, None  # Y is an integer input: no cotangent
+
+
+cross_entropy.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
+
+
+# --------------------------------------------------------------------------------------------
+# Batch norm, training mode, Bessel's n - 1, over every axis but the last (n = rows = B or B*T).
+#   h_preact = bngain * bn_raw + bnbias,   bn_raw = (x - mean) * (var + eps)^-1/2
+#   d_x = bngain * bn_var_inv / n * (n*d - sum(d) - n/(n-1) * bn_raw * sum(d * bn_raw))
+# --------------------------------------------------------------------------------------------
+def _bn_rows(x) -> tuple[tuple[int, ...], int]:
+    axes = tuple(range(x.ndim - 1))
+    n = math.prod(x.shape[:-1])
+    if n < 2:
+        raise ConfigError(f"batch norm needs at least 2 rows per batch (Bessel's n - 1 would be 0), "
+                          f"got input of shape {tuple(x.shape)}; use a batch size >= 2")
+    return axes, n
+
+
+def _batchnorm_parts(h_pre_bn, bngain, bnbias):
+    axes, n = _bn_rows(h_pre_bn)
+    bn_mean_i = 1 / n * h_pre_bn.sum(axes, keepdims=True)
+    bn_diff = h_pre_bn - bn_mean_i
+    bn_diff_sq = bn_diff**2
+    bn_var = 1 / (n - 1) * bn_diff_sq.sum(axes, keepdims=True)  # Bessel's correction
+    bn_var_inv = (bn_var + BN_EPS) ** -0.5
+    bn_raw = bn_diff * bn_var_inv
+    h_preact = bngain * bn_raw + bnbias
+    return h_preact, bn_raw, bn_var_inv
+
+
+def batchnorm_plain(h_pre_bn, bngain, bnbias):
+    """Training-mode batch norm. ``h_pre_bn`` [..., H]; ``bngain``, ``bnbias`` broadcast to [..., H].
+
+    Statistics are over every axis but the last, with Bessel's ``n - 1`` and eps 1e-5.
+    """
+    return _batchnorm_parts(h_pre_bn, bngain, bnbias)[0]
+
+
+@jax.custom_vjp
+def batchnorm(h_pre_bn, bngain, bnbias):
+    """:func:`batchnorm_plain` with the notebook's one-line backward for ``h_pre_bn``."""
+    return batchnorm_plain(h_pre_bn, bngain, bnbias)
+
+
+def _batchnorm_fwd(h_pre_bn, bngain, bnbias):
+    h_preact, bn_raw, bn_var_inv = _batchnorm_parts(h_pre_bn, bngain, bnbias)
+    return h_preact, (bn_raw, bn_var_inv, bngain, bnbias)
+
+
+def _batchnorm_bwd(res, d_h_preact):
+    bn_raw, bn_var_inv, bngain, bnbias = res
+    axes, n = _bn_rows(bn_raw)
+    d_bnbias_full = d_h_preact.sum(axes, keepdims=True)
+    d_bngain_full = (bn_raw * d_h_preact).sum(axes, keepdims=True)
+    d_h_pre_bn = bngain * bn_var_inv / n * (n * d_h_preact - d_h_preact.sum(axes, keepdims=True)
+                                            - n / (n - 1) * bn_raw * d_bngain_full)
+    # bngain, bnbias hold one value per feature ([1, H] or [H]): keepdims sums reshape onto them.
+    return d_h_pre_bn, d_bngain_full.reshape(bngain.shape), d_bnbias_full.reshape(bnbias.shape)
+
+
+batchnorm.defvjp(_batchnorm_fwd, _batchnorm_bwd)
+
+
+# --------------------------------------------------------------------------------------------
+# tanh.  h = tanh(x),  d_x = (1 - h^2) * d_h
+# --------------------------------------------------------------------------------------------
+def tanh_plain(x):
+    """Elementwise ``tanh``; any shape."""
+    return jnp.tanh(x)
+
+
+@jax.custom_vjp
+def tanh(x):
+    """:func:`tanh_plain` with the backward ``(1 - h**2) * d_h``, reusing the output ``h``."""
+    return jnp.tanh(x)
+
+
+def _tanh_fwd(x):
+    h = jnp.tanh(x)
+    return h, h
+
+
+def _tanh_bwd(h, d_h):
+    return ((1.0 - h**2) * d_h,)
+
+
+tanh.defvjp(_tanh_fwd, _tanh_bwd)
+
+
+# --------------------------------------------------------------------------------------------
+# Linear.  y = x @ W + b,   d_x = d_y @ W.T,  d_W = x.T @ d_y,  d_b = sum_rows(d_y)
+# --------------------------------------------------------------------------------------------
+def linear_plain(x, W, b):
+    """``x`` [..., K] @ ``W`` [K, N] + ``b`` [N] -> [..., N]."""
+    return x @ W + b
+
+
+@jax.custom_vjp
+def linear(x, W, b):
+    """:func:`linear_plain` with the backward ``(d_y @ W.T, x.T @ d_y, d_y.sum(0))``.
+
+    Leading axes of ``x`` are flattened into rows for the weight gradient.
+    """
+    return x @ W + b
+
+
+def _linear_fwd(x, W, b):
+    return x @ W + b, (x, W)
+
+
+def _linear_bwd(res, d_y):
+    x, W = res
+    x2 = x.reshape(-1, x.shape[-1])
+    d_y2 = d_y.reshape(-1, d_y.shape[-1])
+    d_x = (d_y2 @ W.T).reshape(x.shape)
+    d_W = x2.T @ d_y2
+    d_b = d_y2.sum(0)
+    return d_x, d_W, d_b
+
+
+linear.defvjp(_linear_fwd, _linear_bwd)
+
+
+# --------------------------------------------------------------------------------------------
+# Embedding.  emb = C[X],   d_C[i] = sum over positions (b, t) with X[b, t] == i of d_emb[b, t]
+# --------------------------------------------------------------------------------------------
+def embedding_plain(C, X):
+    """``C`` [V, E] gathered at ``X`` [B, T] int -> ``emb`` [B, T, E]."""
+    return C[X]
+
+
+@jax.custom_vjp
+def embedding(C, X):
+    """:func:`embedding_plain` with the backward a scatter-add of ``d_emb`` into ``d_C``.
+
+    This is the notebook's double loop ``d_C[X[i, j]] += d_emb[i, j]`` as one scatter-add.
+    """
+    return C[X]
+
+
+def _embedding_fwd(C, X):
+    # C itself is kept only for its shape and dtype (no copy is made under jit).
+    return C[X], (C, X)
+
+
+def _embedding_bwd(res, d_emb):
+    C, X = res
+    d_C = jnp.zeros_like(C).at[X.reshape(-1)].add(d_emb.reshape(-1, C.shape[1]))
+    return d_C, None
+
+
+embedding.defvjp(_embedding_fwd, _embedding_bwd)
+
+
+# --------------------------------------------------------------------------------------------
+class Layers(NamedTuple):
+    """A set of layer functions: the model is written once against this interface."""
+
+    embedding: Callable
+    linear: Callable
+    batchnorm: Callable
+    tanh: Callable
+    cross_entropy: Callable
+
+
+PLAIN = Layers(embedding_plain, linear_plain, batchnorm_plain, tanh_plain, cross_entropy_plain)
+"""Plain ``jnp`` layers: ``jax.grad`` derives their backward (the oracle)."""
+
+MANUAL = Layers(embedding, linear, batchnorm, tanh, cross_entropy)
+"""``custom_vjp`` layers: their backward is hand-written above."""

@@ -1,0 +1,269 @@
+"""The notebook's MLP as pure functions over a dict of arrays.
+
+    emb = C[X]                          [B, T, E]
+    embcat = emb.reshape(B, T*E)        [B, T*E]
+    h_pre_bn = embcat @ W1 + b1         [B, H]
+    h_preact = batchnorm(h_pre_bn)      [B, H]   (training mode: batch statistics, Bessel n - 1)
+    h = tanh(h_preact)                  [B, H]
+    logits = h @ W2 + b2                [B, V]
+    loss = cross_entropy(logits, Y)     scalar
+
+* :func:`loss` — plain ``jnp`` (``jax.grad(loss)`` is the oracle);
+* :func:`loss_manual` — the same forward from ``custom_vjp`` layers with hand-written backwards;
+* :func:`atomic_grads` — exercise 1: every intermediate's gradient, derived line by line;
+* :func:`atomic_oracle` — ``jax.grad`` with respect to every intermediate, through zero "taps".
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from . import layers as L
+
+PARAM_KEYS = ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")
+
+# The notebook's order of exercise 1 (its cmp lines), parameters included where it checks them.
+ATOMIC_NAMES = ("logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits",
+                "logit_maxes", "logits", "h", "W2", "b2", "h_preact", "bngain", "bn_raw", "bnbias",
+                "bn_var_inv", "bn_var", "bn_diff_sq", "bn_diff", "bn_mean_i", "h_pre_bn", "embcat",
+                "W1", "b1", "emb", "C")
+INTERMEDIATES = tuple(n for n in ATOMIC_NAMES if n not in PARAM_KEYS)
+
+
+def init_params(key, *, vocab_size: int = 27, n_embd: int = 10, n_hidden: int = 64,
+                block_size: int = 3, dtype=jnp.float32) -> dict:
+    """The notebook's initialisation. ``key``: a ``jax.random`` key.
+
+    Returns ``{"C": [V, E], "W1": [E*T, H], "b1": [H], "W2": [H, V], "b2": [V],
+    "bngain": [1, H], "bnbias": [1, H]}``: C ~ N(0, 1); W1 ~ N(0, 1)·(5/3)/sqrt(E·T) (tanh's gain);
+    b1, W2, b2 ~ N(0, 1)·0.1; bngain = 1.1 and bnbias = 0.1 (not 1 and 0, so that a backward
+    that ignores them cannot hide). 4,137 parameters at the defaults.
+    """
+    V, E, H, T = vocab_size, n_embd, n_hidden, block_size
+    kC, kW1, kb1, kW2, kb2 = jax.random.split(key, 5)
+    normal = lambda k, shape: jax.random.normal(k, shape, dtype)
+    return {
+        "C": normal(kC, (V, E)),
+        "W1": normal(kW1, (E * T, H)) * (5 / 3) / (E * T) ** 0.5,
+        "b1": normal(kb1, (H,)) * 0.1,
+        "W2": normal(kW2, (H, V)) * 0.1,
+        "b2": normal(kb2, (V,)) * 0.1,
+        "bngain": jnp.ones((1, H), dtype) * 0.1 + 1.0,
+        "bnbias": jnp.ones((1, H), dtype) * 0.1,
+    }
+
+
+def n_params(params) -> int:
+    return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
+
+
+def _loss(params, X, Y, ly: L.Layers):
+    """The forward pass written once against a set of layers (plain or manual)."""
+    with jax.named_scope("embedding"):
+        emb = ly.embedding(params["C"], X)
+        embcat = emb.reshape(emb.shape[0], -1)
+    with jax.named_scope("linear1"):
+        h_pre_bn = ly.linear(embcat, params["W1"], params["b1"])
+    with jax.named_scope("batchnorm"):
+        h_preact = ly.batchnorm(h_pre_bn, params["bngain"], params["bnbias"])
+    with jax.named_scope("tanh"):
+        h = ly.tanh(h_preact)
+    with jax.named_scope("linear2"):
+        logits = ly.linear(h, params["W2"], params["b2"])
+    with jax.named_scope("cross_entropy"):
+        return ly.cross_entropy(logits, Y)
+
+
+def loss(params, X, Y):
+    """Training-mode loss in plain ``jnp``. ``X`` [B, T] int, ``Y`` [B] int -> scalar.
+
+    ``jax.grad(loss)`` is the oracle for every hand-written gradient.
+    """
+    return _loss(params, X, Y, L.PLAIN)
+
+
+def loss_manual(params, X, Y):
+    """The same value as :func:`loss`, built from ``custom_vjp`` layers: ``jax.grad`` of it runs
+    the hand-written backward of every layer. Works under ``jit``, ``vmap`` and ``grad``."""
+    return _loss(params, X, Y, L.MANUAL)
+
+
+# --------------------------------------------------------------------------------------------
+# Eval mode: batch norm with fixed statistics (the notebook's calibration + split_loss)
+# --------------------------------------------------------------------------------------------
+def hidden_pre_bn(params, X):
+    """``embcat @ W1 + b1`` for ``X`` [N, T] -> [N, H]."""
+    emb = params["C"][X]
+    return emb.reshape(emb.shape[0], -1) @ params["W1"] + params["b1"]
+
+
+def calibrate_bn(params, X, chunk: int = 65536) -> dict:
+    """Batch-norm statistics over all of ``X`` [N, T]: ``{"bnmean": [1, H], "bnvar": [1, H]}``.
+
+    Mean and Bessel-corrected variance (``unbiased=True``), as the notebook's calibration cell.
+    Computed in two passes over row chunks so memory stays bounded for large N.
+    """
+    X = jnp.asarray(X)
+    N = X.shape[0]
+    f = jax.jit(hidden_pre_bn)
+    total = sum(f(params, X[i:i + chunk]).sum(0, keepdims=True) for i in range(0, N, chunk))
+    bnmean = total / N
+    sq = sum(((f(params, X[i:i + chunk]) - bnmean) ** 2).sum(0, keepdims=True)
+             for i in range(0, N, chunk))
+    return {"bnmean": bnmean, "bnvar": sq / (N - 1)}
+
+
+def logits_eval(params, bn_stats, X):
+    """Eval-mode logits ``[N, V]`` for ``X`` [N, T], batch norm using ``bn_stats``."""
+    h_pre_bn = hidden_pre_bn(params, X)
+    h_preact = (params["bngain"] * (h_pre_bn - bn_stats["bnmean"])
+                * (bn_stats["bnvar"] + L.BN_EPS) ** -0.5 + params["bnbias"])
+    h = jnp.tanh(h_preact)
+    return h @ params["W2"] + params["b2"]
+
+
+def loss_eval(params, bn_stats, X, Y):
+    """Eval-mode mean cross-entropy (the notebook's ``split_loss``)."""
+    return L.cross_entropy_plain(logits_eval(params, bn_stats, X), Y)
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 1: the chunked forward and its atomic backward, line by line
+# --------------------------------------------------------------------------------------------
+def forward_chunked(params, X, Y, taps=None) -> dict:
+    """The notebook's explicit forward, returning every intermediate and ``"loss"``.
+
+    ``taps`` (optional) maps intermediate names to arrays of their shape added to them: with zero
+    taps the values are unchanged and ``jax.grad`` with respect to a tap is the gradient with
+    respect to that intermediate (JAX's stand-in for PyTorch's ``retain_grad``).
+    """
+    taps = taps or {}
+    t = lambda name, value: value + taps[name] if name in taps else value
+    C, W1, b1, W2, b2 = (params[k] for k in ("C", "W1", "b1", "W2", "b2"))
+    bngain, bnbias = params["bngain"], params["bnbias"]
+    n = X.shape[0]
+    v = {}
+    v["emb"] = t("emb", C[X])
+    v["embcat"] = t("embcat", v["emb"].reshape(n, -1))
+    # Linear layer 1
+    v["h_pre_bn"] = t("h_pre_bn", v["embcat"] @ W1 + b1)
+    # BatchNorm layer
+    v["bn_mean_i"] = t("bn_mean_i", 1 / n * v["h_pre_bn"].sum(0, keepdims=True))
+    v["bn_diff"] = t("bn_diff", v["h_pre_bn"] - v["bn_mean_i"])
+    v["bn_diff_sq"] = t("bn_diff_sq", v["bn_diff"] ** 2)
+    v["bn_var"] = t("bn_var", 1 / (n - 1) * v["bn_diff_sq"].sum(0, keepdims=True))
+    v["bn_var_inv"] = t("bn_var_inv", (v["bn_var"] + L.BN_EPS) ** -0.5)
+    v["bn_raw"] = t("bn_raw", v["bn_diff"] * v["bn_var_inv"])
+    v["h_preact"] = t("h_preact", bngain * v["bn_raw"] + bnbias)
+    # Non-linearity
+    v["h"] = t("h", jnp.tanh(v["h_preact"]))
+    # Linear layer 2
+    v["logits"] = t("logits", v["h"] @ W2 + b2)
+    # Cross-entropy loss
+    v["logit_maxes"] = t("logit_maxes", v["logits"].max(1, keepdims=True))
+    v["norm_logits"] = t("norm_logits", v["logits"] - v["logit_maxes"])
+    v["counts"] = t("counts", jnp.exp(v["norm_logits"]))
+    v["counts_sum"] = t("counts_sum", v["counts"].sum(1, keepdims=True))
+    v["counts_sum_inv"] = t("counts_sum_inv", v["counts_sum"] ** -1)
+    v["probs"] = t("probs", v["counts"] * v["counts_sum_inv"])
+    v["logprobs"] = t("logprobs", jnp.log(v["probs"]))
+    v["loss"] = -v["logprobs"][jnp.arange(n), Y].mean()
+    return v
+
+
+def atomic_oracle(params, X, Y) -> dict:
+    """``jax.grad`` of the loss with respect to every intermediate and every parameter."""
+    v = forward_chunked(params, X, Y)
+    taps = {k: jnp.zeros_like(v[k]) for k in INTERMEDIATES}
+    f = lambda p, tp: forward_chunked(p, X, Y, tp)["loss"]
+    d_params, d_taps = jax.grad(f, argnums=(0, 1))(params, taps)
+    return {**d_taps, **d_params}
+
+
+def atomic_grads(params, X, Y) -> dict:
+    """Exercise 1: the hand-derived gradient of every intermediate and parameter.
+
+    Keys are the bare names (``"probs"``, ``"W1"``); every gradient has its tensor's shape.
+    Each line is the notebook's, with its slips mended: ``d_b2`` does not overwrite ``d_logits``,
+    ``d_bn_mean_i`` keeps its dimension, and ``b1`` stays in the forward.
+    """
+    v = forward_chunked(params, X, Y)
+    W1, W2, bngain = params["W1"], params["W2"], params["bngain"]
+    n, V = v["logits"].shape
+    g = {}
+    # Cross-entropy, atom by atom
+    g["logprobs"] = jnp.zeros_like(v["logprobs"]).at[jnp.arange(n), Y].set(-1.0 / n)
+    g["probs"] = (1.0 / v["probs"]) * g["logprobs"]
+    g["counts_sum_inv"] = (v["counts"] * g["probs"]).sum(1, keepdims=True)
+    g["counts_sum"] = (-1.0 / v["counts_sum"] ** 2) * g["counts_sum_inv"]
+    # counts is used twice: probs = counts * counts_sum_inv and counts_sum = counts.sum(1)
+    g["counts"] = g["probs"] * v["counts_sum_inv"] + jnp.ones_like(v["counts"]) * g["counts_sum"]
+    g["norm_logits"] = v["counts"] * g["counts"]  # d exp(x) = exp(x) = counts
+    g["logit_maxes"] = (-g["norm_logits"]).sum(1, keepdims=True)
+    # logits is used twice: norm_logits = logits - logit_maxes, and logit_maxes = logits.max(1)
+    g["logits"] = (g["norm_logits"]
+                   + jax.nn.one_hot(v["logits"].argmax(1), V, dtype=v["logits"].dtype) * g["logit_maxes"])
+    # Linear layer 2
+    g["h"] = g["logits"] @ W2.T
+    g["W2"] = v["h"].T @ g["logits"]
+    g["b2"] = g["logits"].sum(0)
+    # Non-linearity
+    g["h_preact"] = (1.0 - v["h"] ** 2) * g["h"]
+    # Batch norm
+    g["bngain"] = (v["bn_raw"] * g["h_preact"]).sum(0, keepdims=True)
+    g["bn_raw"] = bngain * g["h_preact"]
+    g["bnbias"] = g["h_preact"].sum(0, keepdims=True)
+    g["bn_var_inv"] = (v["bn_diff"] * g["bn_raw"]).sum(0, keepdims=True)
+    g["bn_var"] = (-0.5 * (v["bn_var"] + L.BN_EPS) ** -1.5) * g["bn_var_inv"]
+    g["bn_diff_sq"] = (1.0 / (n - 1)) * jnp.ones_like(v["bn_diff_sq"]) * g["bn_var"]
+    # bn_diff is used twice: bn_raw = bn_diff * bn_var_inv and bn_diff_sq = bn_diff**2
+    g["bn_diff"] = v["bn_var_inv"] * g["bn_raw"] + 2 * v["bn_diff"] * g["bn_diff_sq"]
+    g["bn_mean_i"] = (-g["bn_diff"]).sum(0, keepdims=True)
+    # h_pre_bn is used twice: bn_diff = h_pre_bn - bn_mean_i and bn_mean_i = mean(h_pre_bn)
+    g["h_pre_bn"] = g["bn_diff"] + jnp.ones_like(v["h_pre_bn"]) * (1.0 / n) * g["bn_mean_i"]
+    # Linear layer 1
+    g["embcat"] = g["h_pre_bn"] @ W1.T
+    g["W1"] = v["embcat"].T @ g["h_pre_bn"]
+    g["b1"] = g["h_pre_bn"].sum(0)
+    # Embedding: re-represent the shape, then the double loop as one scatter-add
+    g["emb"] = g["embcat"].reshape(v["emb"].shape)
+    g["C"] = jnp.zeros_like(params["C"]).at[X].add(g["emb"])
+    return {k: g[k] for k in ATOMIC_NAMES}
+
+
+# --------------------------------------------------------------------------------------------
+# The three comparison tables of `bpjax check`
+# --------------------------------------------------------------------------------------------
+def gradient_tables(params, X, Y) -> list:
+    """The notebook's three checks on one batch, each against ``jax.grad``.
+
+    * ``atomic`` — exercise 1: :func:`atomic_grads` against :func:`atomic_oracle`;
+    * ``fused`` — exercises 2 and 3 and the other layers: each ``custom_vjp`` layer pulled back,
+      on this batch's activations, with the oracle's upstream gradient, against its plain twin;
+    * ``model`` — ``jax.grad(loss_manual)`` against ``jax.grad(loss)``, one row per parameter.
+    """
+    from .check import Table, check_vjp, compare
+
+    oracle = atomic_oracle(params, X, Y)
+    atomic = compare(atomic_grads(params, X, Y), oracle, ATOMIC_NAMES, table="atomic",
+                     title="atomic chain (exercise 1)")
+    v = forward_chunked(params, X, Y)
+    p = params
+    fused_specs = [  # (manual layer, plain layer, inputs, their names, upstream gradient)
+        (L.cross_entropy, L.cross_entropy_plain, (v["logits"], Y), ("logits", "Y"), None),
+        (L.batchnorm, L.batchnorm_plain, (v["h_pre_bn"], p["bngain"], p["bnbias"]),
+         ("h_pre_bn", "bngain", "bnbias"), oracle["h_preact"]),
+        (L.tanh, L.tanh_plain, (v["h_preact"],), ("h_preact",), oracle["h"]),
+        (L.linear, L.linear_plain, (v["h"], p["W2"], p["b2"]), ("h", "W2", "b2"), oracle["logits"]),
+        (L.linear, L.linear_plain, (v["embcat"], p["W1"], p["b1"]), ("embcat", "W1", "b1"),
+         oracle["h_pre_bn"]),
+        (L.embedding, L.embedding_plain, (p["C"], X), ("C", "X"), oracle["emb"]),
+    ]
+    rows = []
+    for f_man, f_ref, args, names, cot in fused_specs:
+        rows += check_vjp(f_man, f_ref, args, argnames=names, cotangent=cot, table="fused").rows
+    fused = Table("fused layers (exercises 2, 3 and the custom_vjp layers)", rows, atomic.dtype)
+    model = compare(jax.grad(loss_manual)(params, X, Y), jax.grad(loss)(params, X, Y), PARAM_KEYS,
+                    table="model", title="whole model: grad(loss_manual) vs grad(loss)")
+    return [atomic, fused, model]
