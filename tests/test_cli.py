@@ -1,0 +1,69 @@
+"""The command line: exit codes, one-line errors, JSON output."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bpjax.cli import main
+
+
+def run_cli(*args, env=None):
+    e = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "bpjax", *args], capture_output=True, text=True, env=e,
+                          timeout=600)
+
+
+def assert_one_line_error(res, needle):
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert needle in lines[0], lines[0]
+
+
+@pytest.fixture
+def small_names(tmp_path):
+    p = tmp_path / "names.txt"
+    p.write_text("\n".join(["emma", "olivia", "ava", "isabella", "sophia", "zoë", "mia", "amelia",
+                            "harper", "evelyn", "abigail", "emily"] * 3) + "\n", encoding="utf-8")
+    return p
+
+
+def test_check_passes_and_writes_json(tmp_path, small_names):
+    out = tmp_path / "rows.json"
+    res = run_cli("check", "--data", str(small_names), "--batch-size", "16", "--json", str(out))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "exact:" in res.stdout and "all rows ok" in res.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["table"] for r in rows} == {"atomic", "fused", "model"}
+    assert all(r["ok"] for r in rows)
+    assert {r["name"] for r in rows if r["table"] == "model"} == {"C", "W1", "b1", "W2", "b2", "bngain", "bnbias"}
+    assert all(set(r) == {"table", "name", "shape", "exact", "approx", "maxdiff", "ulp", "ok"} for r in rows)
+
+
+@pytest.mark.parametrize("payload, needle", [
+    (b"", "no words"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "line 1"),
+    (b"anna\nbob.by\n", "reserved"),
+])
+def test_bad_data_files(tmp_path, payload, needle):
+    p = tmp_path / "bad.txt"
+    p.write_bytes(payload)
+    assert_one_line_error(run_cli("check", "--data", str(p)), needle)
+
+
+def test_missing_data_and_directory(tmp_path):
+    assert_one_line_error(run_cli("check", "--data", str(tmp_path / "none.txt")), "does not exist")
+    assert_one_line_error(run_cli("check", "--data", str(tmp_path)), "is a directory")
+    assert_one_line_error(run_cli("check", env={"BPJAX_DATA": str(tmp_path / "x")}), "BPJAX_DATA")
+
+
+def test_nonsense_options(capsys, small_names):
+    assert main(["check", "--data", str(small_names), "--batch-size", "1"]) == 2
+    assert "--batch-size must be >= 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["check", "--batch-size", "many"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "invalid int value" in err[0]
