@@ -65,9 +65,64 @@ def cmd_check(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+TRAIN_FLAGS = ("n_embd", "n_hidden", "block_size", "batch_size", "steps", "lr", "lr_decay_step",
+               "lr_decay_factor", "seed", "split_seed", "grad", "eval_every", "chunk")
+
+
+def add_train_args(t: argparse.ArgumentParser) -> None:
+    from .train import Config
+
+    d = Config()
+    t.add_argument("--data", help="names file (default: data/names.txt, $BPJAX_DATA, or the cache)")
+    t.add_argument("--n-embd", type=int, help=f"embedding size (default {d.n_embd})")
+    t.add_argument("--n-hidden", type=int, help=f"hidden units (default {d.n_hidden})")
+    t.add_argument("--block-size", type=int, help=f"context length (default {d.block_size})")
+    t.add_argument("--batch-size", type=int, help=f"minibatch rows (default {d.batch_size})")
+    t.add_argument("--steps", type=int, help=f"training steps (default {d.steps:,})")
+    t.add_argument("--lr", type=float, help=f"initial learning rate (default {d.lr})")
+    t.add_argument("--lr-decay-step", type=int, help="step from which lr is multiplied by the decay factor "
+                   "(default half the steps)")
+    t.add_argument("--lr-decay-factor", type=float, help=f"(default {d.lr_decay_factor})")
+    t.add_argument("--seed", type=int, help=f"init and minibatch seed (default {d.seed})")
+    t.add_argument("--split-seed", type=int, help=f"train/val/test shuffle seed (default {d.split_seed})")
+    t.add_argument("--grad", choices=("manual", "autodiff"), help="hand-written backward or jax.grad (default manual)")
+    t.add_argument("--eval-every", type=int, metavar="K", help="val loss every K steps (default: at the end only)")
+    t.add_argument("--chunk", type=int, help=f"steps per lax.scan call (default {d.chunk:,})")
+    t.add_argument("--out", metavar="DIR", help="run directory (default runs/<timestamp>)")
+    t.add_argument("--stop-at", type=int, metavar="K", help="stop after K steps with a checkpoint (resume later)")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR to its configured steps")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+
+
+def cmd_train(args) -> int:
+    from .train import Config, fit
+
+    given = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    if args.resume is not None:
+        extra = [f"--{k.replace('_', '-')}" for k in given] + (["--out"] if args.out else []) + \
+                (["--stop-at"] if args.stop_at is not None else [])
+        if extra:
+            raise ConfigError(f"--resume continues a run with its own configuration; drop {', '.join(extra)}")
+        run = fit(resume=args.resume, data=args.data, progress_bar=False if args.no_progress else None)
+    else:
+        run = fit(Config(**given), data=args.data, out=args.out, stop_at=args.stop_at,
+                  progress_bar=False if args.no_progress else None)
+    return 130 if run.metrics["status"] == "interrupted" else 0
+
+
+def cmd_sample(args) -> int:
+    from .train import load_run
+
+    run = load_run(args.run)
+    for name in run.sample(n=args.n, seed=args.seed, max_len=args.max_len):
+        print(name)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bpjax", description="Manual backpropagation, done right, in JAX.")
-    sub = p.add_subparsers(dest="cmd", metavar="{check}", parser_class=_Parser)
+    sub = p.add_subparsers(dest="cmd", metavar="{check,train,sample}", parser_class=_Parser)
     sub.required = True
 
     c = sub.add_parser("check", help="compare every hand-written gradient with jax.grad")
@@ -77,6 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="init and batch seed (default 0)")
     c.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     c.set_defaults(func=cmd_check)
+
+    t = sub.add_parser("train", help="train the MLP with hand-written (or autodiff) gradients")
+    add_train_args(t)
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="sample names from a trained run")
+    s.add_argument("--run", required=True, metavar="DIR", help="a run directory written by bpjax train")
+    s.add_argument("-n", type=_positive_int, default=20, help="how many names (default 20)")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    s.add_argument("--max-len", type=_positive_int, default=50, help="cap on a name's length (default 50)")
+    s.set_defaults(func=cmd_sample)
 
     return p
 

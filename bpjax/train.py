@@ -1,0 +1,581 @@
+"""Training: config, jitted step, ``lax.scan`` loop, schedule, checkpoints, calibration, eval.
+
+The notebook's "Putting it all together", with its bug fixed (its loop reused ``bn_raw`` and
+``bn_var_inv`` from an earlier cell) and the loop moved onto the device:
+
+    run = fit(Config(steps=200_000, grad="manual"))     # or bpjax train
+    run.metrics["val_loss"]                             # ≈ 2.16
+    run = load_run("runs/20261126-101500")              # the same Run, back from disk
+
+One step: draw a minibatch on device from ``fold_in(key, step)``, take the loss and gradients
+from the gradient function (``jax.value_and_grad(mlp.loss_manual)`` or of ``mlp.loss``), update
+with an ``optax`` transformation. ``--grad manual|autodiff`` swaps only the gradient function.
+Steps run inside ``lax.scan`` in chunks; one host round trip per chunk brings back its losses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import mlp
+from .data import Vocab, load_words, make_splits, resolve_data_path, sha256_of
+from .errors import BpjaxError, CheckpointError, ConfigError
+from .io import atomic_savez, atomic_write_json
+
+CHECKPOINT = "checkpoint.npz"
+HISTORY = "history.npz"
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class Config:
+    """Everything that defines a run. Defaults: the notebook's config (4,137 parameters)."""
+
+    n_embd: int = 10
+    n_hidden: int = 64
+    block_size: int = 3
+    batch_size: int = 32
+    steps: int = 200_000
+    lr: float = 0.1
+    lr_decay_step: int | None = None  # None: half the steps
+    lr_decay_factor: float = 0.1
+    seed: int = 0  # init and minibatches
+    split_seed: int = 42  # the notebook's random.seed(42) shuffle
+    grad: str = "manual"  # manual | autodiff
+    eval_every: int = 0  # 0: only at the end
+    chunk: int = 5_000  # steps per lax.scan call (one host round trip each)
+
+    @property
+    def decay_step(self) -> int:
+        return self.steps // 2 if self.lr_decay_step is None else self.lr_decay_step
+
+    def validate(self, stop_at: int | None = None) -> "Config":
+        """Raise :class:`ConfigError` (one line) for anything nonsensical, before any compiling."""
+        def need(ok, msg):
+            if not ok:
+                raise ConfigError(msg)
+        for name in ("n_embd", "n_hidden", "block_size", "chunk"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and v > 0, f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
+        need(self.batch_size >= 2, f"batch size must be >= 2 (batch norm divides by n - 1), got {self.batch_size}")
+        need(self.steps >= 0, f"steps must be >= 0, got {self.steps}")
+        need(math.isfinite(self.lr) and self.lr > 0, f"lr must be a positive number, got {self.lr}")
+        need(math.isfinite(self.lr_decay_factor) and self.lr_decay_factor > 0,
+             f"lr-decay-factor must be a positive number, got {self.lr_decay_factor}")
+        need(self.lr_decay_step is None or self.lr_decay_step >= 0,
+             f"lr-decay-step must be >= 0, got {self.lr_decay_step}")
+        need(self.eval_every >= 0, f"eval-every must be >= 0, got {self.eval_every}")
+        need(self.grad in GRADIENTS, f"grad must be one of {', '.join(GRADIENTS)}, got {self.grad!r}")
+        if stop_at is not None:
+            need(0 <= stop_at <= self.steps, f"stop-at must be between 0 and the steps ({self.steps}), got {stop_at}")
+        return self
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Config":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(obj) - names
+        if unknown:
+            raise CheckpointError(f"config.json has unknown keys {sorted(unknown)}; "
+                                  "was it written by another version of bpjax?")
+        return cls(**obj)
+
+
+# --------------------------------------------------------------------------------------------
+# The pieces of a step: gradient function, optimizer, minibatch
+# --------------------------------------------------------------------------------------------
+GRADIENTS: dict[str, Callable] = {
+    "manual": jax.value_and_grad(mlp.loss_manual),  # the hand-written custom_vjp backward
+    "autodiff": jax.value_and_grad(mlp.loss),  # jax.grad of the plain forward
+}
+
+
+def step_decay(lr: float, decay_step: int, factor: float) -> optax.Schedule:
+    """The notebook's schedule: ``lr`` for steps < ``decay_step``, then ``lr * factor``.
+
+    (``lr * factor`` is rounded once from Python's double, so 0.1 then 0.01 exactly as written.)
+    """
+    lo = float(lr) * float(factor)
+    return lambda count: jnp.where(count < decay_step, jnp.float32(lr), jnp.float32(lo))
+
+
+def make_optimizer(cfg: Config) -> optax.GradientTransformation:
+    """Plain SGD with the step-decay schedule."""
+    return optax.sgd(step_decay(cfg.lr, cfg.decay_step, cfg.lr_decay_factor))
+
+
+def make_train_chunk(grad_fn: Callable, tx: optax.GradientTransformation, batch_size: int):
+    """Build ``chunk(params, opt_state, key, step0, Xtr, Ytr, length) -> (params, opt_state, losses)``.
+
+    ``length`` steps run inside one ``lax.scan``; step ``i`` draws its minibatch from
+    ``fold_in(key, i)``, so the random stream does not depend on how the steps are chunked (a
+    resumed run equals a straight one bit for bit). ``losses`` [length] are the minibatch losses
+    before each update (the notebook's ``loss.item()``).
+    """
+
+    def one_step(carry, i):
+        params, opt_state, key, Xtr, Ytr = carry
+        ix = jax.random.randint(jax.random.fold_in(key, i), (batch_size,), 0, Xtr.shape[0])
+        loss, grads = grad_fn(params, Xtr[ix], Ytr[ix])
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state, key, Xtr, Ytr), loss
+
+    def chunk(params, opt_state, key, step0, Xtr, Ytr, length):
+        steps = step0 + jnp.arange(length, dtype=jnp.int32)
+        (params, opt_state, *_), losses = jax.lax.scan(one_step, (params, opt_state, key, Xtr, Ytr), steps)
+        return params, opt_state, losses
+
+    return jax.jit(chunk, static_argnames=("length",), donate_argnums=(0, 1))
+
+
+# --------------------------------------------------------------------------------------------
+# Eval: batch-norm calibration on the whole training set, then split losses
+# --------------------------------------------------------------------------------------------
+_loss_eval = jax.jit(mlp.loss_eval)
+
+
+def split_losses(params, bn_stats, splits: dict, names=("train", "val", "test")) -> dict:
+    """Eval-mode mean cross-entropy per split: the notebook's ``split_loss``."""
+    return {f"{k}_loss": float(_loss_eval(params, bn_stats, *map(jnp.asarray, splits[k]))) for k in names}
+
+
+# --------------------------------------------------------------------------------------------
+# Run: what a training leaves behind
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """A trained (or stopped) run: everything needed to evaluate or sample without the data."""
+
+    params: dict
+    bn_stats: dict
+    vocab: Vocab
+    config: Config
+    metrics: dict
+    history: dict  # {"lossi": [steps] log10 losses, "eval_steps": [k], "eval_val": [k]}
+    dir: Path | None = None
+    opt_state: object = field(default=None, repr=False)
+    key_data: np.ndarray | None = field(default=None, repr=False)
+    step: int = 0
+
+    def logits(self, X):
+        """Eval-mode logits ``[N, V]`` for contexts ``X`` [N, block_size]."""
+        return mlp.logits_eval(self.params, self.bn_stats, jnp.asarray(X))
+
+    def split_loss(self, splits: dict, split: str = "val") -> float:
+        """Eval-mode loss on one split of ``make_splits(...)`` (the notebook's ``split_loss``)."""
+        return split_losses(self.params, self.bn_stats, splits, (split,))[f"{split}_loss"]
+
+    def sample(self, n: int = 20, seed: int = 0, max_len: int = 50) -> list[str]:
+        from .sample import sample_names
+
+        return sample_names(self.params, self.bn_stats, self.vocab, self.config.block_size, n=n,
+                            key=jax.random.key(seed), max_len=max_len)
+
+    def __repr__(self):
+        m = self.metrics
+        losses = ", ".join(f"{k} {m[k + '_loss']:.4f}" for k in ("train", "val", "test") if k + "_loss" in m)
+        return f"Run({self.dir or 'in memory'}: step {self.step}/{self.config.steps}, {losses})"
+
+    def _repr_html_(self):
+        import html
+
+        rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_fmt(v))}</td></tr>"
+                       for k, v in self.metrics.items() if not isinstance(v, (dict, list)))
+        return f"<b>{html.escape(repr(self))}</b><table>{rows}</table>"
+
+
+def _fmt(v):
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+# --------------------------------------------------------------------------------------------
+# Files of a run directory
+# --------------------------------------------------------------------------------------------
+def environment() -> dict:
+    """What the notebook's ``%watermark`` printed: versions and the device."""
+    import jaxlib
+
+    dev = jax.devices()[0]
+    return {
+        "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+        "optax": optax.__version__, "numpy": np.__version__, "platform": platform.platform(),
+        "device": f"{dev.platform}:{getattr(dev, 'device_kind', dev.platform)}",
+        "device_count": jax.device_count(), "process_count": jax.process_count(),
+    }
+
+
+def save_checkpoint(run_dir: Path, params, opt_state, key_data, step: int, bn_stats) -> None:
+    """Params, optimizer state, RNG key, step and BN statistics in one ``.npz``, atomically."""
+    arrays = {f"params/{k}": np.asarray(v) for k, v in params.items()}
+    arrays.update({f"opt/{i}": np.asarray(v) for i, v in enumerate(jax.tree_util.tree_leaves(opt_state))})
+    arrays.update({f"bn/{k}": np.asarray(v) for k, v in bn_stats.items()})
+    arrays.update(key=np.asarray(key_data), step=np.asarray(step, np.int64),
+                  format=np.asarray(CHECKPOINT_FORMAT))
+    atomic_savez(run_dir / CHECKPOINT, **arrays)
+
+
+def _load_npz(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; is this a bpjax run directory?")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:
+        raise CheckpointError(f"{path} is corrupt ({e.__class__.__name__}); "
+                              "train again or resume from an intact copy") from None
+
+
+def load_checkpoint(run_dir: Path, cfg: Config, vocab: Vocab):
+    """Read and check a checkpoint against the config. Returns (params, opt_state, key_data, step, bn)."""
+    path = run_dir / CHECKPOINT
+    z = _load_npz(path)
+    if int(z.get("format", -1)) != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} has an unknown format; it was not written by this bpjax")
+    template = jax.eval_shape(lambda: mlp.init_params(jax.random.key(0), vocab_size=vocab.size,
+                                                      n_embd=cfg.n_embd, n_hidden=cfg.n_hidden,
+                                                      block_size=cfg.block_size))
+    params = {}
+    for k, t in template.items():
+        a = z.get(f"params/{k}")
+        if a is None or a.shape != t.shape or a.dtype != t.dtype:
+            got = "missing" if a is None else f"{a.dtype}{list(a.shape)}"
+            raise CheckpointError(f"{path}: parameter {k} is {got}, the config needs "
+                                  f"{t.dtype}{list(t.shape)}; checkpoint and config.json do not match")
+        params[k] = jnp.asarray(a)
+    opt_template = make_optimizer(cfg).init(params)
+    leaves, treedef = jax.tree_util.tree_flatten(opt_template)
+    opt_leaves = []
+    for i, t in enumerate(leaves):
+        a = z.get(f"opt/{i}")
+        if a is None or a.shape != t.shape or a.dtype != t.dtype:
+            raise CheckpointError(f"{path}: optimizer state {i} does not match the config")
+        opt_leaves.append(jnp.asarray(a))
+    try:
+        key_data, step = z["key"], int(z["step"])
+        bn = {"bnmean": jnp.asarray(z["bn/bnmean"]), "bnvar": jnp.asarray(z["bn/bnvar"])}
+    except KeyError as e:
+        raise CheckpointError(f"{path} lacks {e.args[0]!r}; it is incomplete") from None
+    if not 0 <= step <= cfg.steps:
+        raise CheckpointError(f"{path}: step {step} is outside the run's 0..{cfg.steps}")
+    if not all(np.isfinite(np.asarray(v)).all() for v in params.values()):
+        raise CheckpointError(f"{path} holds non-finite parameters")
+    return params, jax.tree_util.tree_unflatten(treedef, opt_leaves), key_data, step, bn
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; is this a bpjax run directory?")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e.__class__.__name__}); the run directory is damaged") from None
+
+
+def load_run(run_dir) -> Run:
+    """A :class:`Run` from its directory: config, vocabulary, checkpoint, metrics and history."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise CheckpointError(f"run directory {str(d)!r} does not exist")
+    meta = _read_json(d / "config.json")
+    try:
+        cfg = Config.from_json(meta["config"])
+    except (KeyError, TypeError):
+        raise CheckpointError(f"{d / 'config.json'} is malformed: no valid 'config' entry") from None
+    vocab = Vocab.from_json(_read_json(d / "vocab.json"))
+    params, opt_state, key_data, step, bn = load_checkpoint(d, cfg, vocab)
+    metrics = _read_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
+    h = _load_npz(d / HISTORY) if (d / HISTORY).is_file() else {}
+    history = {k: h.get(k, np.zeros(0, np.float32)) for k in ("lossi", "eval_steps", "eval_val")}
+    if len(history["lossi"]) != step:
+        raise CheckpointError(f"{d / HISTORY} has {len(history['lossi'])} steps, the checkpoint {step}; "
+                              "the run directory is inconsistent")
+    return Run(params, bn, vocab, cfg, metrics, history, d, opt_state, key_data, step)
+
+
+# --------------------------------------------------------------------------------------------
+# Progress: the notebook's lines, and a bar with an ETA on a terminal
+# --------------------------------------------------------------------------------------------
+class Progress:
+    def __init__(self, total: int, start: int, every: int, out=sys.stdout, bar=None):
+        self.total, self.every, self.out = total, max(1, every), out
+        self.bar = sys.stderr.isatty() if bar is None else bar
+        self.t0, self.s0 = time.perf_counter(), start
+
+    def lines(self, step0: int, losses: np.ndarray) -> None:
+        """Print ``  10000/ 200000: 2.4803`` for each multiple of ``every`` in this chunk."""
+        self._clear()
+        first = -(-step0 // self.every) * self.every
+        for i in range(first, step0 + len(losses), self.every):
+            print(f"{i:7d}/{self.total:7d}: {losses[i - step0]:.4f}", file=self.out, flush=True)
+
+    def update(self, step: int) -> None:
+        if not self.bar or self.total == 0:
+            return
+        frac = step / self.total
+        el = time.perf_counter() - self.t0
+        rate = (step - self.s0) / el if el > 0 else 0.0
+        eta = (self.total - step) / rate if rate > 0 else float("nan")
+        w = 30
+        bar = "#" * int(w * frac) + "-" * (w - int(w * frac))
+        eta_s = str(_dt.timedelta(seconds=int(eta))) if math.isfinite(eta) else "?"
+        sys.stderr.write(f"\r[{bar}] {100 * frac:5.1f}% {step}/{self.total} {rate:,.0f} steps/s ETA {eta_s} ")
+        sys.stderr.flush()
+
+    def _clear(self):
+        if self.bar:
+            sys.stderr.write("\r" + " " * 90 + "\r")
+            sys.stderr.flush()
+
+    def close(self):
+        self._clear()
+
+
+# --------------------------------------------------------------------------------------------
+# fit
+# --------------------------------------------------------------------------------------------
+class TrainingDiverged(BpjaxError):
+    pass
+
+
+def _new_run_dir() -> Path:
+    return Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _segments(start: int, end: int, cut_every: list[int]) -> list[tuple[int, int]]:
+    """Split [start, end) at every multiple of each positive entry of ``cut_every``."""
+    cuts = {start, end}
+    for k in cut_every:
+        if k > 0:
+            cuts.update(range((start // k + 1) * k, end, k))
+    pts = sorted(c for c in cuts if start <= c <= end)
+    return list(zip(pts[:-1], pts[1:]))
+
+
+def _load_data(cfg: Config, data_path=None, expect_sha=None):
+    path = resolve_data_path(data_path)
+    words = load_words(path)
+    sha = sha256_of(path)
+    if expect_sha is not None and sha != expect_sha:
+        raise CheckpointError(f"data file {str(path)!r} is not the one this run trained on "
+                              f"(SHA-256 {sha[:12]}…, the run's {expect_sha[:12]}…); pass the original with --data")
+    vocab = Vocab.from_words(words)
+    if len(words) < 10:
+        raise ConfigError(f"{str(path)!r} has {len(words)} words; the 80/10/10 split needs at least 10")
+    splits = make_splits(words, vocab, block_size=cfg.block_size, seed=cfg.split_seed)
+    info = {"path": str(path), "sha256": sha, "words": len(words)}
+    return vocab, splits, info
+
+
+def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None = None,
+        resume=None, verbose: bool = True, progress_bar: bool | None = None,
+        save_plot: bool = True) -> Run:
+    """Train, write the run directory, return the :class:`Run`.
+
+    ``data``: a names file (default: the usual search, see ``bpjax.data``). ``out``: the run
+    directory (default ``runs/<timestamp>``; ``None`` with ``out=False`` keeps everything in memory).
+    ``stop_at``: stop once that many steps have run, with a checkpoint. ``resume``: a run directory
+    to continue to its configured steps (``cfg`` must then be ``None``).
+    """
+    t_wall = time.perf_counter()
+    resumed_from = None
+    if resume is not None:
+        if cfg is not None:
+            raise ConfigError("a resumed run keeps its own configuration; pass no config with resume")
+        prev = load_run(resume)
+        cfg, run_dir = prev.config, Path(resume)
+        meta = _read_json(run_dir / "config.json")
+        vocab, splits, data_info = _load_data(cfg, data or meta["data"]["path"], meta["data"]["sha256"])
+        if vocab != prev.vocab:
+            raise CheckpointError(f"the data's vocabulary differs from {run_dir / 'vocab.json'}")
+        params, opt_state, step = prev.params, prev.opt_state, prev.step
+        key = jax.random.wrap_key_data(jnp.asarray(prev.key_data))
+        lossi = list(np.asarray(prev.history["lossi"], np.float32))
+        evals = list(zip(prev.history["eval_steps"].tolist(), prev.history["eval_val"].tolist()))
+        resumed_from, stop_at = step, None
+    else:
+        cfg = (cfg or Config()).validate(stop_at)
+        vocab, splits, data_info = _load_data(cfg, data)
+        run_dir = None if out is False else Path(out) if out is not None else _new_run_dir()
+        if run_dir is not None:
+            if (run_dir / CHECKPOINT).exists():
+                raise ConfigError(f"{run_dir} already holds a run; resume it with --resume {run_dir} "
+                                  "or choose another --out")
+            if run_dir.exists() and not run_dir.is_dir():
+                raise ConfigError(f"--out {run_dir} exists and is not a directory")
+        k_init, key = jax.random.split(jax.random.key(cfg.seed))
+        params = mlp.init_params(k_init, vocab_size=vocab.size, n_embd=cfg.n_embd,
+                                 n_hidden=cfg.n_hidden, block_size=cfg.block_size)
+        opt_state = make_optimizer(cfg).init(params)
+        step, lossi, evals = 0, [], []
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(run_dir / "config.json", {"config": cfg.to_json(), "data": data_info,
+                                                         "environment": environment()})
+            atomic_write_json(run_dir / "vocab.json", vocab.to_json())
+
+    cfg.validate()
+    Xtr, Ytr = (jnp.asarray(a) for a in splits["train"])
+    key_data = np.asarray(jax.random.key_data(key))
+    end = cfg.steps if stop_at is None else stop_at
+    log = print if verbose else (lambda *a, **k: None)
+    log(f"bpjax train: {mlp.n_params(params):,} parameters, vocabulary {vocab.size}, "
+        f"{Xtr.shape[0]:,} training rows, grad {cfg.grad}, steps {step:,}→{end:,}"
+        + (f", run directory {run_dir}" if run_dir is not None else ""))
+
+    chunk_fn = make_train_chunk(GRADIENTS[cfg.grad], make_optimizer(cfg), cfg.batch_size)
+    compiled, compile_s = {}, 0.0
+
+    def get_compiled(length):
+        nonlocal compile_s
+        if length not in compiled:
+            t = time.perf_counter()
+            compiled[length] = chunk_fn.lower(params, opt_state, key, jnp.int32(0), Xtr, Ytr,
+                                              length=length).compile()
+            compile_s += time.perf_counter() - t
+        return compiled[length]
+
+    def calibrate_and_eval(names):
+        bn = mlp.calibrate_bn(params, Xtr)
+        return bn, split_losses(params, bn, splits, names)
+
+    def checkpoint(bn):
+        if run_dir is not None:
+            save_checkpoint(run_dir, params, opt_state, key_data, step, bn)
+            atomic_savez(run_dir / HISTORY, lossi=np.asarray(lossi, np.float32),
+                         eval_steps=np.asarray([s for s, _ in evals], np.int64),
+                         eval_val=np.asarray([v for _, v in evals], np.float64))
+
+    ckpt_every = 10_000
+    print_every = min(10_000, max(1, cfg.steps // 10))
+    progress = Progress(cfg.steps, step, print_every, bar=progress_bar if verbose else False)
+    interrupted = False
+
+    def on_sigint(signum, frame):  # finish the chunk in flight, checkpoint, exit 130
+        nonlocal interrupted
+        interrupted = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C is immediate
+
+    old_handler = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
+    exec_s, steps_run = 0.0, 0
+    try:
+        for a, b in _segments(step, end, [cfg.chunk, ckpt_every, cfg.eval_every]):
+            run_chunk = get_compiled(b - a)
+            t = time.perf_counter()
+            new_params, new_opt, losses = run_chunk(params, opt_state, key, jnp.int32(a), Xtr, Ytr)
+            losses = np.asarray(losses)  # the one host round trip per chunk
+            exec_s += time.perf_counter() - t
+            bad = ~np.isfinite(losses)
+            if bad.any() or not all(bool(jnp.isfinite(v).all()) for v in new_params.values()):
+                first = a + int(np.argmax(bad)) if bad.any() else b
+                where = (f"the last good checkpoint (step {step}) is in {run_dir}"
+                         if run_dir is not None and (run_dir / CHECKPOINT).exists() else "no checkpoint was kept")
+                raise TrainingDiverged(f"loss became {losses[bad][0] if bad.any() else 'non-finite'} at step "
+                                       f"{first}; stopped ({where}); try a smaller --lr")
+            params, opt_state, step = new_params, new_opt, b
+            steps_run += b - a
+            lossi.extend(np.log10(losses).tolist())
+            progress.lines(a, losses)
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+                bn, ev = calibrate_and_eval(("val",))
+                evals.append((step, ev["val_loss"]))
+                log(f"{step:7d}/{cfg.steps:7d}: val {ev['val_loss']:.4f}")
+            if step % ckpt_every == 0 and step < end:
+                checkpoint(mlp.calibrate_bn(params, Xtr))
+            progress.update(step)
+            if interrupted:
+                break
+    finally:
+        progress.close()
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
+
+    bn, ev = calibrate_and_eval(("train", "val", "test"))
+    if step == cfg.steps and (not evals or evals[-1][0] != step):
+        evals.append((step, ev["val_loss"]))
+    checkpoint(bn)
+    status = "interrupted" if interrupted else ("complete" if step == cfg.steps else "stopped")
+    metrics = {
+        **ev, "status": status, "steps": step, "steps_run": steps_run,
+        "steps_per_second": steps_run / exec_s if exec_s > 0 else None,
+        "compile_seconds": compile_s, "wall_seconds": time.perf_counter() - t_wall,
+        "grad": cfg.grad, "seed": cfg.seed, "n_params": mlp.n_params(params),
+        "batch_size": cfg.batch_size, "device": environment()["device"],
+    }
+    if resumed_from is not None:
+        metrics["resumed_from"] = resumed_from
+    history = {"lossi": np.asarray(lossi, np.float32), "eval_steps": np.asarray([s for s, _ in evals]),
+               "eval_val": np.asarray([v for _, v in evals])}
+    if run_dir is not None:
+        atomic_write_json(run_dir / "metrics.json", metrics)
+        if save_plot:
+            plot_history(history, run_dir / "loss.png", title=f"{cfg.grad} gradients, seed {cfg.seed}")
+    for k in ("train", "val", "test"):
+        log(f"{k} {ev[k + '_loss']:.4f}")
+    if verbose and metrics["steps_per_second"]:
+        log(f"{steps_run:,} steps at {metrics['steps_per_second']:,.0f} steps/s "
+            f"(+{compile_s:.1f} s compiling); {status}")
+    return Run(params, bn, vocab, cfg, metrics, history, run_dir, opt_state, key_data, step)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+# --------------------------------------------------------------------------------------------
+# Plot
+# --------------------------------------------------------------------------------------------
+def window_mean(lossi: np.ndarray, window: int = 1000) -> np.ndarray:
+    """The notebook's ``torch.tensor(lossi).view(-1, 1000).mean(1)`` (a trailing part is dropped)."""
+    lossi = np.asarray(lossi)
+    n = len(lossi) // window
+    return lossi[: n * window].reshape(n, window).mean(1) if n else lossi[:0]
+
+
+def plot_history(history: dict, path, title: str = "", window: int = 1000) -> bool:
+    """``loss.png``: log10 training loss averaged over ``window`` steps, val loss at eval points."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    lossi = np.asarray(history["lossi"])
+    w = window if len(lossi) >= 2 * window else max(1, len(lossi) // 20)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    mean = window_mean(lossi, w)
+    ax.plot((np.arange(len(mean)) + 0.5) * w, mean, label=f"train (mean of {w} steps)")
+    if len(history["eval_steps"]):
+        ax.plot(history["eval_steps"], np.log10(history["eval_val"]), "o-", label="val (eval mode)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("log10 loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = Path(path).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True

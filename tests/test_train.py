@@ -1,0 +1,202 @@
+"""Training: correctness of the step's gradients, determinism, resume, run directory, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bpjax import mlp
+from bpjax.check import compare
+from bpjax.errors import CheckpointError, ConfigError
+from bpjax.train import Config, TrainingDiverged, fit, load_run, step_decay, _segments
+
+SMALL = dict(n_hidden=32, steps=600, chunk=250)
+
+
+def small(**kw):
+    return Config(**{**SMALL, **kw})
+
+
+def test_schedule():
+    s = step_decay(0.1, 100, 0.1)
+    assert float(s(0)) == np.float32(0.1) and float(s(99)) == np.float32(0.1)
+    assert float(s(100)) == np.float32(0.01) and float(s(10**6)) == np.float32(0.01)
+    assert Config(steps=200_000).decay_step == 100_000 and Config(steps=10, lr_decay_step=3).decay_step == 3
+
+
+def test_segments_cut_at_chunks_checkpoints_and_evals():
+    assert _segments(0, 10, [4]) == [(0, 4), (4, 8), (8, 10)]
+    assert _segments(3, 10, [4, 5]) == [(3, 4), (4, 5), (5, 8), (8, 10)]
+    assert _segments(5, 5, [4]) == []
+
+
+@pytest.mark.parametrize("at_step", [0, 1000])
+def test_manual_gradients_equal_jax_grad_during_training(names_path, tmp_path, at_step):
+    """The notebook's bug (stale bn_raw / bn_var_inv) would fail this after step 0."""
+    run = fit(Config(steps=max(at_step, 1), chunk=500), data=names_path, out=False, stop_at=at_step,
+              verbose=False, save_plot=False)
+    Xtr, Ytr = run_splits(names_path)["train"]
+    ix = jax.random.randint(jax.random.key(123), (32,), 0, Xtr.shape[0])
+    X, Y = jnp.asarray(Xtr)[ix], jnp.asarray(Ytr)[ix]
+    t = compare(jax.grad(mlp.loss_manual)(run.params, X, Y), jax.grad(mlp.loss)(run.params, X, Y), mlp.PARAM_KEYS)
+    assert t.ok, str(t)
+    assert run.step == at_step
+
+
+def run_splits(names_path):
+    from bpjax.data import Vocab, load_words, make_splits
+
+    w = load_words(names_path)
+    return make_splits(w, Vocab.from_words(w))
+
+
+def test_short_training_lowers_the_loss_and_writes_the_run_dir(names_path, tmp_path):
+    out = tmp_path / "run"
+    run = fit(small(steps=400, eval_every=200), data=names_path, out=out, verbose=False)
+    assert set(os.listdir(out)) >= {"config.json", "metrics.json", "vocab.json", "checkpoint.npz",
+                                    "history.npz", "loss.png"}
+    assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
+    m = json.loads((out / "metrics.json").read_text())
+    for k in ("train_loss", "val_loss", "test_loss", "steps", "steps_per_second", "compile_seconds",
+              "wall_seconds", "grad", "seed", "n_params"):
+        assert k in m, k
+    assert m["steps"] == 400 and m["grad"] == "manual" and m["n_params"] == mlp.n_params(run.params)
+    lossi = run.history["lossi"]
+    assert lossi.shape == (400,)
+    assert 10 ** lossi[:50].mean() > 10 ** lossi[-50:].mean() + 0.3  # ~3.3 -> ~2.6
+    assert m["val_loss"] < 2.8
+    assert list(run.history["eval_steps"]) == [200, 400]
+    env = json.loads((out / "config.json").read_text())["environment"]
+    assert {"python", "jax", "jaxlib", "optax", "numpy", "device"} <= set(env)
+    back = load_run(out)
+    assert back.metrics == m and back.step == 400
+    np.testing.assert_array_equal(back.history["lossi"], lossi)
+    for k in run.params:
+        np.testing.assert_array_equal(back.params[k], run.params[k])
+    assert len(back.sample(n=5)) == 5
+
+
+def test_same_seed_twice_is_identical_and_autodiff_agrees(names_path):
+    a = fit(small(), data=names_path, out=False, verbose=False)
+    b = fit(small(), data=names_path, out=False, verbose=False)
+    np.testing.assert_array_equal(a.history["lossi"], b.history["lossi"])
+    for k in ("train_loss", "val_loss", "test_loss"):
+        assert a.metrics[k] == b.metrics[k]
+    c = fit(small(grad="autodiff"), data=names_path, out=False, verbose=False)
+    assert abs(a.metrics["val_loss"] - c.metrics["val_loss"]) < 1e-3
+
+
+def test_stop_and_resume_equals_straight(names_path, tmp_path):
+    straight = fit(small(), data=names_path, out=tmp_path / "a", verbose=False)
+    cfg = small()
+    stopped = fit(cfg, data=names_path, out=tmp_path / "b", stop_at=300, verbose=False)
+    assert stopped.metrics["status"] == "stopped" and load_run(tmp_path / "b").step == 300
+    resumed = fit(resume=tmp_path / "b", verbose=False)
+    assert resumed.metrics["resumed_from"] == 300 and resumed.step == 600
+    np.testing.assert_array_equal(resumed.history["lossi"], straight.history["lossi"])
+    for k in ("train_loss", "val_loss", "test_loss"):
+        assert resumed.metrics[k] == straight.metrics[k]
+    for k in straight.params:
+        np.testing.assert_array_equal(resumed.params[k], straight.params[k])
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(batch_size=1), "batch size must be >= 2"),
+    (dict(steps=-1), "steps must be >= 0"),
+    (dict(n_hidden=0), "n-hidden must be a positive integer"),
+    (dict(lr=0.0), "lr must be a positive"),
+    (dict(lr=float("nan")), "lr must be a positive"),
+    (dict(grad="magic"), "grad must be one of"),
+])
+def test_invalid_config(names_path, kw, needle):
+    with pytest.raises(ConfigError, match=needle):
+        fit(small(**kw), data=names_path, out=False, verbose=False)
+
+
+def test_stop_at_beyond_steps(names_path):
+    with pytest.raises(ConfigError, match="stop-at"):
+        fit(small(), data=names_path, out=False, stop_at=601, verbose=False)
+
+
+def test_run_dir_errors(names_path, tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_run(tmp_path / "none")
+    out = tmp_path / "r"
+    fit(small(steps=10), data=names_path, out=out, verbose=False, save_plot=False)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        fit(small(steps=10), data=names_path, out=out, verbose=False)
+    raw = (out / "checkpoint.npz").read_bytes()
+    (out / "checkpoint.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_run(out)
+    (out / "checkpoint.npz").write_bytes(raw)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["config"]["n_hidden"] = 33
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_run(out)
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(names_path, tmp_path):
+    out = tmp_path / "nan"
+    # lr 0.1 for 10,000 steps (a checkpoint is written there), then lr 1e4: the loss blows up
+    cfg = Config(n_hidden=32, steps=30_000, lr=0.1, lr_decay_step=10_000, lr_decay_factor=1e5, chunk=5_000)
+    with pytest.raises(TrainingDiverged, match=r"at step 1\d{4}.*last good checkpoint \(step 10000\)"):
+        fit(cfg, data=names_path, out=out, verbose=False)
+    z = np.load(out / "checkpoint.npz")
+    assert int(z["step"]) == 10_000
+    assert all(np.isfinite(z[k]).all() for k in z.files if k.startswith("params/"))
+    assert load_run(out).step == 10_000
+
+
+# --- the command line -----------------------------------------------------------------------
+def cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "bpjax", *args], capture_output=True, text=True,
+                          timeout=600, **kw)
+
+
+def test_cli_train_resume_and_sample(names_path, tmp_path):
+    out = tmp_path / "cli"
+    r = cli("train", "--data", str(names_path), "--steps", "400", "--n-hidden", "16", "--out", str(out),
+            "--stop-at", "200")
+    assert r.returncode == 0, r.stderr
+    assert "      0/    400:" in r.stdout
+    r = cli("train", "--resume", str(out), "--steps", "5")
+    assert r.returncode == 2 and "drop --steps" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = cli("train", "--resume", str(out), "--data", str(names_path))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "metrics.json").read_text())["resumed_from"] == 200
+    assert "val " in r.stdout
+    r = cli("sample", "--run", str(out), "-n", "7", "--seed", "3")
+    names = r.stdout.split()
+    assert r.returncode == 0 and len(names) == 7 and all(n.endswith((".", "…")) for n in names)
+    assert cli("sample", "--run", str(out), "-n", "7", "--seed", "3").stdout == r.stdout
+    r = cli("sample", "--run", str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    r = cli("train", "--data", str(names_path), "--batch-size", "1")
+    assert r.returncode == 2 and "batch size must be >= 2" in r.stderr
+
+
+def test_ctrl_c_checkpoints_and_exits_130(names_path, tmp_path):
+    out = tmp_path / "int"
+    p = subprocess.Popen([sys.executable, "-m", "bpjax", "train", "--data", str(names_path), "--steps",
+                          "100000000", "--chunk", "2000", "--out", str(out)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / "checkpoint.npz").exists() and time.time() < deadline:  # first at step 10,000
+            time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    run = load_run(out)
+    assert 10_000 <= run.step < 100_000_000 and run.metrics["status"] == "interrupted"
+    assert len(run.history["lossi"]) == run.step
