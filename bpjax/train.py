@@ -41,6 +41,7 @@ from .io import atomic_savez, atomic_write_json
 CHECKPOINT = "checkpoint.npz"
 HISTORY = "history.npz"
 CHECKPOINT_FORMAT = 1
+CHECKPOINT_SECONDS = 60.0  # a long run also checkpoints this often (wall clock)
 
 
 @dataclass
@@ -122,29 +123,42 @@ def make_optimizer(cfg: Config) -> optax.GradientTransformation:
     return optax.sgd(step_decay(cfg.lr, cfg.decay_step, cfg.lr_decay_factor))
 
 
-def make_train_chunk(grad_fn: Callable, tx: optax.GradientTransformation, batch_size: int):
-    """Build ``chunk(params, opt_state, key, step0, Xtr, Ytr, length) -> (params, opt_state, losses)``.
+def sample_batches(key, steps, Xtr, Ytr, batch_size: int):
+    """Minibatches for the given steps: ``X`` [len(steps), B, T], ``Y`` [len(steps), B].
 
-    ``length`` steps run inside one ``lax.scan``; step ``i`` draws its minibatch from
-    ``fold_in(key, i)``, so the random stream does not depend on how the steps are chunked (a
-    resumed run equals a straight one bit for bit). ``losses`` [length] are the minibatch losses
-    before each update (the notebook's ``loss.item()``).
+    Step ``i`` draws ``randint(fold_in(key, i), (B,), 0, N)``, so the stream does not depend on how
+    steps are chunked (a resumed run equals a straight one bit for bit). All the chunk's draws are
+    made in one batched call before the loop, which keeps the RNG out of the sequential step.
+    """
+    N = Xtr.shape[0]
+    ix = jax.vmap(lambda i: jax.random.randint(jax.random.fold_in(key, i), (batch_size,), 0, N))(steps)
+    return Xtr[ix], Ytr[ix]
+
+
+def make_train_chunk(grad_fn: Callable, tx: optax.GradientTransformation, batch_size: int):
+    """Build ``chunk(params, opt_state, key, step0, Xtr, Ytr, length)``.
+
+    Returns ``(params, opt_state, losses, finite)``: ``length`` SGD steps inside one
+    ``lax.scan``, ``losses`` [length] the minibatch losses before each update (the notebook's
+    ``loss.item()``), ``finite`` whether every parameter is still finite. The gradient function is
+    the only thing that differs between ``--grad manual`` and ``--grad autodiff``.
     """
 
-    def one_step(carry, i):
-        params, opt_state, key, Xtr, Ytr = carry
-        ix = jax.random.randint(jax.random.fold_in(key, i), (batch_size,), 0, Xtr.shape[0])
-        loss, grads = grad_fn(params, Xtr[ix], Ytr[ix])
+    def one_step(carry, batch):
+        params, opt_state = carry
+        loss, grads = grad_fn(params, *batch)
         updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return (params, opt_state, key, Xtr, Ytr), loss
+        return (optax.apply_updates(params, updates), opt_state), loss
 
     def chunk(params, opt_state, key, step0, Xtr, Ytr, length):
         steps = step0 + jnp.arange(length, dtype=jnp.int32)
-        (params, opt_state, *_), losses = jax.lax.scan(one_step, (params, opt_state, key, Xtr, Ytr), steps)
-        return params, opt_state, losses
+        batches = sample_batches(key, steps, Xtr, Ytr, batch_size)
+        (params, opt_state), losses = jax.lax.scan(one_step, (params, opt_state), batches)
+        finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in jax.tree_util.tree_leaves(params)]))
+        return params, opt_state, losses, finite
 
-    return jax.jit(chunk, static_argnames=("length",), donate_argnums=(0, 1))
+    # No donation: the previous state stays valid, so a diverging chunk can be rolled back to it.
+    return jax.jit(chunk, static_argnames=("length",))
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,7 +478,6 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
                          eval_steps=np.asarray([s for s, _ in evals], np.int64),
                          eval_val=np.asarray([v for _, v in evals], np.float64))
 
-    ckpt_every = 10_000
     print_every = min(10_000, max(1, cfg.steps // 10))
     progress = Progress(cfg.steps, step, print_every, bar=progress_bar if verbose else False)
     interrupted = False
@@ -475,21 +488,25 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C is immediate
 
     old_handler = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
-    exec_s, steps_run = 0.0, 0
+    exec_s, steps_run, last_ckpt = 0.0, 0, time.perf_counter()
+    # Chunks are capped at ~4M minibatch rows so that the pre-drawn batches stay small.
+    chunk = min(cfg.chunk, max(1, (1 << 22) // cfg.batch_size))
     try:
-        for a, b in _segments(step, end, [cfg.chunk, ckpt_every, cfg.eval_every]):
+        for a, b in _segments(step, end, [chunk, cfg.eval_every]):
             run_chunk = get_compiled(b - a)
             t = time.perf_counter()
-            new_params, new_opt, losses = run_chunk(params, opt_state, key, jnp.int32(a), Xtr, Ytr)
+            new_params, new_opt, losses, finite = run_chunk(params, opt_state, key, jnp.int32(a), Xtr, Ytr)
             losses = np.asarray(losses)  # the one host round trip per chunk
             exec_s += time.perf_counter() - t
             bad = ~np.isfinite(losses)
-            if bad.any() or not all(bool(jnp.isfinite(v).all()) for v in new_params.values()):
+            if bad.any() or not bool(finite):
+                # roll back to the chunk's start: the last good state
+                checkpoint(mlp.calibrate_bn(params, Xtr))
                 first = a + int(np.argmax(bad)) if bad.any() else b
-                where = (f"the last good checkpoint (step {step}) is in {run_dir}"
-                         if run_dir is not None and (run_dir / CHECKPOINT).exists() else "no checkpoint was kept")
-                raise TrainingDiverged(f"loss became {losses[bad][0] if bad.any() else 'non-finite'} at step "
-                                       f"{first}; stopped ({where}); try a smaller --lr")
+                where = f"the last good checkpoint (step {step}) is in {run_dir}" if run_dir is not None else \
+                    "nothing was saved (no run directory)"
+                raise TrainingDiverged(f"loss became {losses[bad][0] if bad.any() else 'finite but the parameters did not'} "
+                                       f"at step {first}; stopped ({where}); try a smaller --lr")
             params, opt_state, step = new_params, new_opt, b
             steps_run += b - a
             lossi.extend(np.log10(losses).tolist())
@@ -498,8 +515,9 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
                 bn, ev = calibrate_and_eval(("val",))
                 evals.append((step, ev["val_loss"]))
                 log(f"{step:7d}/{cfg.steps:7d}: val {ev['val_loss']:.4f}")
-            if step % ckpt_every == 0 and step < end:
+            if time.perf_counter() - last_ckpt > CHECKPOINT_SECONDS and step < end:
                 checkpoint(mlp.calibrate_bn(params, Xtr))
+                last_ckpt = time.perf_counter()
             progress.update(step)
             if interrupted:
                 break
