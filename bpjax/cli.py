@@ -122,7 +122,7 @@ def cmd_sample(args) -> int:
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bpjax", description="Manual backpropagation, done right, in JAX.")
-    sub = p.add_subparsers(dest="cmd", metavar="{check,train,sample}", parser_class=_Parser)
+    sub = p.add_subparsers(dest="cmd", metavar="{check,train,sample,bench}", parser_class=_Parser)
     sub.required = True
 
     c = sub.add_parser("check", help="compare every hand-written gradient with jax.grad")
@@ -143,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     s.add_argument("--max-len", type=_positive_int, default=50, help="cap on a name's length (default 50)")
     s.set_defaults(func=cmd_sample)
+
+    from .bench import add_bench_args, cmd_bench
+    b = sub.add_parser("bench", help="measure training speed side by side (JSON + markdown)")
+    add_bench_args(b)
+    b.set_defaults(func=cmd_bench)
 
     return p
 

@@ -135,14 +135,8 @@ def sample_batches(key, steps, Xtr, Ytr, batch_size: int):
     return Xtr[ix], Ytr[ix]
 
 
-def make_train_chunk(grad_fn: Callable, tx: optax.GradientTransformation, batch_size: int):
-    """Build ``chunk(params, opt_state, key, step0, Xtr, Ytr, length)``.
-
-    Returns ``(params, opt_state, losses, finite)``: ``length`` SGD steps inside one
-    ``lax.scan``, ``losses`` [length] the minibatch losses before each update (the notebook's
-    ``loss.item()``), ``finite`` whether every parameter is still finite. The gradient function is
-    the only thing that differs between ``--grad manual`` and ``--grad autodiff``.
-    """
+def train_chunk_fn(grad_fn: Callable, tx: optax.GradientTransformation, batch_size: int):
+    """The pure ``chunk(params, opt_state, key, step0, Xtr, Ytr, length)`` (see :func:`make_train_chunk`)."""
 
     def one_step(carry, batch):
         params, opt_state = carry
@@ -157,8 +151,20 @@ def make_train_chunk(grad_fn: Callable, tx: optax.GradientTransformation, batch_
         finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in jax.tree_util.tree_leaves(params)]))
         return params, opt_state, losses, finite
 
+    return chunk
+
+
+def make_train_chunk(grad_fn: Callable, tx: optax.GradientTransformation, batch_size: int):
+    """Build the jitted ``chunk(params, opt_state, key, step0, Xtr, Ytr, length)``.
+
+    Returns ``(params, opt_state, losses, finite)``: ``length`` SGD steps inside one
+    ``lax.scan``, ``losses`` [length] the minibatch losses before each update (the notebook's
+    ``loss.item()``), ``finite`` whether every parameter is still finite. The gradient function is
+    the only thing that differs between ``--grad manual`` and ``--grad autodiff``.
+    """
+
     # No donation: the previous state stays valid, so a diverging chunk can be rolled back to it.
-    return jax.jit(chunk, static_argnames=("length",))
+    return jax.jit(train_chunk_fn(grad_fn, tx, batch_size), static_argnames=("length",))
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,6 +342,8 @@ class Progress:
 
     def lines(self, step0: int, losses: np.ndarray) -> None:
         """Print ``  10000/ 200000: 2.4803`` for each multiple of ``every`` in this chunk."""
+        if self.out is None:
+            return
         self._clear()
         first = -(-step0 // self.every) * self.every
         for i in range(first, step0 + len(losses), self.every):
@@ -479,7 +487,8 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
                          eval_val=np.asarray([v for _, v in evals], np.float64))
 
     print_every = min(10_000, max(1, cfg.steps // 10))
-    progress = Progress(cfg.steps, step, print_every, bar=progress_bar if verbose else False)
+    progress = Progress(cfg.steps, step, print_every, out=sys.stdout if verbose else None,
+                        bar=progress_bar if verbose else False)
     interrupted = False
 
     def on_sigint(signum, frame):  # finish the chunk in flight, checkpoint, exit 130
