@@ -109,7 +109,7 @@ def bench_torch(Xtr, Ytr, vocab_size: int, *, steps: int, repeats: int, index_ad
     import torch.nn.functional as F
 
     torch.set_num_threads(1)
-    X_train, y_train = torch.from_numpy(np.asarray(Xtr)).long(), torch.from_numpy(np.asarray(Ytr)).long()
+    X_train, y_train = torch.tensor(np.asarray(Xtr), dtype=torch.long), torch.tensor(np.asarray(Ytr), dtype=torch.long)
     g = torch.Generator().manual_seed(2147483647)
     C = torch.randn((vocab_size, n_embd), generator=g)
     W1 = torch.randn((n_embd * block_size, n_hidden), generator=g) * (5 / 3) / ((n_embd * block_size) ** 0.5)

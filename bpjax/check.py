@@ -42,6 +42,14 @@ class Row:
     ok: bool
     oracle_shape: tuple | None = None  # set only when it differs from ``shape``
 
+    def __str__(self) -> str:
+        """The notebook's ``cmp`` line, with the ulp, shape and pass-rule columns."""
+        shape = "x".join(map(str, self.shape)) or "scalar"
+        extra = "" if self.oracle_shape is None else f"  SHAPE MISMATCH: oracle {self.oracle_shape}"
+        return (f"{self.name:15s} | exact: {str(self.exact):5s} | approximate: {str(self.approx):5s} "
+                f"| maxdiff: {self.maxdiff:.3e} | ulp: {self.ulp:9.3g} | {shape:>8s} "
+                f"| {'ok' if self.ok else 'FAIL'}{extra}")
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["shape"] = list(self.shape)
@@ -103,13 +111,7 @@ class Table:
 
     def __str__(self) -> str:
         head = f"== {self.title}" + (f" ({self.dtype})" if self.dtype else "") + " =="
-        lines = [head]
-        for r in self.rows:
-            shape = "x".join(map(str, r.shape)) or "scalar"
-            extra = "" if r.oracle_shape is None else f"  SHAPE MISMATCH: oracle {r.oracle_shape}"
-            lines.append(f"{r.name:15s} | exact: {str(r.exact):5s} | approximate: {str(r.approx):5s} "
-                         f"| maxdiff: {r.maxdiff:.3e} | ulp: {r.ulp:9.3g} | {shape:>8s} "
-                         f"| {'ok' if r.ok else 'FAIL'}{extra}")
+        lines = [head, *map(str, self.rows)]
         lines.append(f"{sum(r.ok for r in self.rows)}/{len(self.rows)} ok")
         return "\n".join(lines)
 
@@ -141,7 +143,7 @@ def compare(manual: dict, oracle: dict, names=None, *, table: str = "", title: s
     names = list(manual) if names is None else list(names)
     rows = [compare_arrays(k, manual[k], oracle[k], table) for k in names]
     dt = str(np.result_type(*[np.asarray(oracle[k]).dtype for k in names])) if names else ""
-    return Table(title or table, rows, dt)
+    return Table(title or table or "comparison", rows, dt)
 
 
 def check_vjp(f_manual, f_ref, args, *, argnames=None, cotangent=None, key=None,

@@ -216,11 +216,21 @@ class Run:
         return f"Run({self.dir or 'in memory'}: step {self.step}/{self.config.steps}, {losses})"
 
     def _repr_html_(self):
+        """Metrics as a table and the loss curve inline: how a Run shows in Jupyter."""
+        import base64
         import html
+        import io
 
         rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_fmt(v))}</td></tr>"
                        for k, v in self.metrics.items() if not isinstance(v, (dict, list)))
-        return f"<b>{html.escape(repr(self))}</b><table>{rows}</table>"
+        img = ""
+        fig = loss_figure(self.history, title=f"{self.config.grad} gradients, seed {self.config.seed}")
+        if fig is not None:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=80)
+            img = f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'/>"
+        return (f"<b>{html.escape(repr(self))}</b><div style='display:flex;gap:1em;align-items:flex-start'>"
+                f"<table>{rows}</table>{img}</div>")
 
 
 def _fmt(v):
@@ -579,18 +589,17 @@ def window_mean(lossi: np.ndarray, window: int = 1000) -> np.ndarray:
     return lossi[: n * window].reshape(n, window).mean(1) if n else lossi[:0]
 
 
-def plot_history(history: dict, path, title: str = "", window: int = 1000) -> bool:
-    """``loss.png``: log10 training loss averaged over ``window`` steps, val loss at eval points."""
+def loss_figure(history: dict, title: str = "", window: int = 1000):
+    """A matplotlib figure: log10 training loss averaged over ``window`` steps (the notebook's
+    ``lossi`` plot), and the eval-mode val loss at each eval point. ``None`` without matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # no pyplot: no backend, no global figure state
     except ImportError:
-        return False
+        return None
     lossi = np.asarray(history["lossi"])
     w = window if len(lossi) >= 2 * window else max(1, len(lossi) // 20)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     mean = window_mean(lossi, w)
     ax.plot((np.arange(len(mean)) + 0.5) * w, mean, label=f"train (mean of {w} steps)")
     if len(history["eval_steps"]):
@@ -601,8 +610,15 @@ def plot_history(history: dict, path, title: str = "", window: int = 1000) -> bo
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
+    return fig
+
+
+def plot_history(history: dict, path, title: str = "", window: int = 1000) -> bool:
+    """Write ``loss.png`` atomically; False (and nothing written) without matplotlib."""
+    fig = loss_figure(history, title, window)
+    if fig is None:
+        return False
     tmp = Path(path).with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     os.replace(tmp, path)
     return True
