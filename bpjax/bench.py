@@ -27,15 +27,31 @@ import numpy as np
 from . import mlp
 from .data import Vocab, load_words, make_splits
 from .io import atomic_write_json, atomic_write_text
-from .train import GRADIENTS, Config, environment, make_optimizer, make_train_chunk, train_chunk_fn
+from .train import Config, environment, gradient_fn, init_model, make_optimizer, make_train_chunk, train_chunk_fn
 
 PEAK_GFLOPS_CPU_CORE = 166.4  # AVX-512: 2 FMA units x 16 fp32 lanes x 2 flops x 2.6 GHz
 
 
 def matmul_flops(batch: int, n_embd: int, block_size: int, n_hidden: int, vocab: int) -> int:
-    """FLOPs of one training step's matmuls: 3 x forward (dX and dW in the backward)."""
+    """FLOPs of one MLP training step's matmuls: 3 x forward (dX and dW in the backward)."""
     fwd = 2 * batch * n_embd * block_size * n_hidden + 2 * batch * n_hidden * vocab
     return 3 * fwd
+
+
+def wavenet_flops(batch: int, n_embd: int, block_size: int, n_hidden: int, vocab: int) -> int:
+    """FLOPs of one WaveNet training step's matmuls: each stage halves T and doubles the fan-in."""
+    fwd, T, c_in = 0, block_size, n_embd
+    while T > 1:
+        T //= 2
+        fwd += 2 * batch * T * (2 * c_in) * n_hidden
+        c_in = n_hidden
+    fwd += 2 * batch * n_hidden * vocab
+    return 3 * fwd
+
+
+def step_flops(cfg: Config, vocab: int) -> int:
+    f = wavenet_flops if cfg.model == "wavenet" else matmul_flops
+    return f(cfg.batch_size, cfg.n_embd, cfg.block_size, cfg.n_hidden, vocab)
 
 
 def peak_rss_mb() -> float:
@@ -61,33 +77,35 @@ def _time_compiled(call, steps: int, repeats: int) -> list[float]:
     return [steps / t for t in times]
 
 
-def bench_bpjax(Xtr, Ytr, vocab_size: int, *, grad: str, n_hidden: int = 64, batch: int = 32,
-                steps: int, repeats: int, K: int = 0, n_embd: int = 10, block_size: int = 3) -> dict:
-    """Time ``steps`` training steps (one chunk) of the train path; K > 0 vmaps K seeds at once."""
-    cfg = Config(n_embd=n_embd, n_hidden=n_hidden, block_size=block_size, batch_size=batch,
-                 steps=max(steps, 2), grad=grad)
+def bench_bpjax(Xtr, Ytr, vocab_size: int, *, grad: str, model: str = "mlp", steps: int, repeats: int,
+                K: int = 0, **sizes) -> dict:
+    """Time ``steps`` training steps (one chunk) of the train path; K > 0 vmaps K seeds at once.
+
+    ``sizes``: Config fields (n_hidden, batch_size, ...) over the model's defaults.
+    """
+    cfg = Config.for_model(model, steps=max(steps, 2), grad=grad, **sizes)
     tx = make_optimizer(cfg)
-    init = partial(mlp.init_params, vocab_size=vocab_size, n_embd=n_embd, n_hidden=n_hidden,
-                   block_size=block_size)
+    init = partial(init_model, cfg, vocab_size)
+    grad_fn, batch = gradient_fn(model, grad), cfg.batch_size
     if K:
         keys = jax.random.split(jax.random.key(0), K)
-        params = jax.vmap(init)(keys)
+        params, state = jax.vmap(init)(keys)
         opt_state = jax.vmap(tx.init)(params)
-        pure = train_chunk_fn(GRADIENTS[grad], tx, batch)
-        fn = jax.jit(jax.vmap(lambda p, o, k, s0, X, Y: pure(p, o, k, s0, X, Y, steps),
-                              in_axes=(0, 0, 0, None, None, None)))
-        args = (params, opt_state, keys, jnp.int32(0), Xtr, Ytr)
+        pure = train_chunk_fn(grad_fn, tx, batch)
+        fn = jax.jit(jax.vmap(lambda p, o, s, k, s0, X, Y: pure(p, o, s, k, s0, X, Y, steps),
+                              in_axes=(0, 0, 0, 0, None, None, None)))
+        args = (params, opt_state, state, keys, jnp.int32(0), Xtr, Ytr)
     else:
-        params = init(jax.random.key(0))
+        params, state = init(jax.random.key(0))
         opt_state = tx.init(params)
-        fn = partial(make_train_chunk(GRADIENTS[grad], tx, batch).lower, length=steps)
-        args = (params, opt_state, jax.random.key(1), jnp.int32(0), Xtr, Ytr)
+        fn = partial(make_train_chunk(grad_fn, tx, batch).lower, length=steps)
+        args = (params, opt_state, state, jax.random.key(1), jnp.int32(0), Xtr, Ytr)
     t = time.perf_counter()
     compiled = (fn.lower(*args) if K else fn(*args)).compile()
     compile_s = time.perf_counter() - t
-    rates = _time_compiled(lambda: np.asarray(compiled(*args)[2]), steps, repeats)
+    rates = _time_compiled(lambda: np.asarray(compiled(*args)[3]), steps, repeats)
     mem = compiled.memory_analysis()
-    flops = matmul_flops(batch, n_embd, block_size, n_hidden, vocab_size)
+    flops = step_flops(cfg, vocab_size)
     sps = statistics.median(rates)
     models = max(K, 1)
     return {
@@ -214,7 +232,7 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
     batches = (32, 256) if quick else (32, 256, 2048)
     hiddens = (64, 256) if quick else (64, 256, 1024)
     for b in batches:
-        add("scaling", f"manual, batch {b}", bench_bpjax(Xtr, Ytr, V, grad="manual", batch=b,
+        add("scaling", f"manual, batch {b}", bench_bpjax(Xtr, Ytr, V, grad="manual", batch_size=b,
                                                          steps=scale_steps, repeats=repeats),
             grad="manual", n_hidden=64, batch=b, K=1)
     for h in hiddens:

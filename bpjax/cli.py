@@ -36,23 +36,31 @@ def cmd_check(args) -> int:
     import jax.numpy as jnp
     import numpy as np
 
-    from . import mlp
+    from . import mlp, wavenet
     from .data import Vocab, load_words, make_splits
 
     if args.batch_size < 2:
         raise ConfigError(f"--batch-size must be >= 2 (batch norm divides by n - 1), got {args.batch_size}")
     words = load_words(args.data)
     vocab = Vocab.from_words(words)
-    Xtr, Ytr = make_splits(words, vocab, block_size=3)["train"]
+    block_size = 8 if args.model == "wavenet" else 3
+    Xtr, Ytr = make_splits(words, vocab, block_size=block_size)["train"]
     with jax.enable_x64(args.float64):
         dtype = jnp.float64 if args.float64 else jnp.float32
         k_init, k_batch = jax.random.split(jax.random.key(args.seed))
-        params = mlp.init_params(k_init, vocab_size=vocab.size, dtype=dtype)
         ix = jax.random.randint(k_batch, (args.batch_size,), 0, Xtr.shape[0])
         X, Y = jnp.asarray(Xtr)[ix], jnp.asarray(Ytr)[ix]
-        print(f"bpjax check: {len(words)} words, vocabulary {vocab.size}, batch {args.batch_size}, "
-              f"seed {args.seed}, {np.dtype(dtype).name}; loss {float(mlp.loss(params, X, Y)):.4f}")
-        tables = mlp.gradient_tables(params, X, Y)
+        if args.model == "wavenet":
+            params = wavenet.init_params(k_init, vocab_size=vocab.size, dtype=dtype)
+            state = wavenet.init_state(params)
+            loss = float(wavenet.loss(params, state, X, Y)[0])
+            tables = wavenet.layer_tables(params, state, X, Y)
+        else:
+            params = mlp.init_params(k_init, vocab_size=vocab.size, dtype=dtype)
+            loss = float(mlp.loss(params, X, Y))
+            tables = mlp.gradient_tables(params, X, Y)
+        print(f"bpjax check --model {args.model}: {len(words)} words, vocabulary {vocab.size}, batch "
+              f"{args.batch_size}, seed {args.seed}, {np.dtype(dtype).name}; loss {loss:.4f}")
     for t in tables:
         print()
         print(t)
@@ -65,7 +73,7 @@ def cmd_check(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-TRAIN_FLAGS = ("n_embd", "n_hidden", "block_size", "batch_size", "steps", "lr", "lr_decay_step",
+TRAIN_FLAGS = ("model", "n_embd", "n_hidden", "block_size", "batch_size", "steps", "lr", "lr_decay_step",
                "lr_decay_factor", "seed", "split_seed", "grad", "eval_every", "chunk")
 
 
@@ -74,6 +82,8 @@ def add_train_args(t: argparse.ArgumentParser) -> None:
 
     d = Config()
     t.add_argument("--data", help="names file (default: data/names.txt, $BPJAX_DATA, or the cache)")
+    t.add_argument("--model", choices=("mlp", "wavenet"), help="the notebook's MLP (default) or makemore "
+                   "part 5's WaveNet (its defaults: n_embd 24, n_hidden 128, block 8, lr decay at 150,000)")
     t.add_argument("--n-embd", type=int, help=f"embedding size (default {d.n_embd})")
     t.add_argument("--n-hidden", type=int, help=f"hidden units (default {d.n_hidden})")
     t.add_argument("--block-size", type=int, help=f"context length (default {d.block_size})")
@@ -105,7 +115,7 @@ def cmd_train(args) -> int:
             raise ConfigError(f"--resume continues a run with its own configuration; drop {', '.join(extra)}")
         run = fit(resume=args.resume, data=args.data, progress_bar=False if args.no_progress else None)
     else:
-        run = fit(Config(**given), data=args.data, out=args.out, stop_at=args.stop_at,
+        run = fit(Config.for_model(**given), data=args.data, out=args.out, stop_at=args.stop_at,
                   progress_bar=False if args.no_progress else None)
     return 130 if run.metrics["status"] == "interrupted" else 0
 
@@ -127,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="compare every hand-written gradient with jax.grad")
     c.add_argument("--data", help="names file (default: data/names.txt, $BPJAX_DATA, or the cache)")
+    c.add_argument("--model", choices=("mlp", "wavenet"), default="mlp", help="which model (default mlp)")
     c.add_argument("--float64", action="store_true", help="run the check in float64")
     c.add_argument("--batch-size", type=int, default=32, help="rows in the batch (default 32)")
     c.add_argument("--seed", type=int, default=0, help="init and batch seed (default 0)")

@@ -17,6 +17,7 @@ Shapes: ``B`` batch rows (any number of leading axes where noted), ``T`` context
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable, NamedTuple
 
 import jax
@@ -159,35 +160,74 @@ tanh.defvjp(_tanh_fwd, _tanh_bwd)
 # --------------------------------------------------------------------------------------------
 # Linear.  y = x @ W + b,   d_x = d_y @ W.T,  d_W = x.T @ d_y,  d_b = sum_rows(d_y)
 # --------------------------------------------------------------------------------------------
-def linear_plain(x, W, b):
-    """``x`` [..., K] @ ``W`` [K, N] + ``b`` [N] -> [..., N]."""
-    return x @ W + b
+def linear_plain(x, W, b=None):
+    """``x`` [..., K] @ ``W`` [K, N] (+ ``b`` [N]) -> [..., N]. ``b=None``: no bias."""
+    y = x @ W
+    return y if b is None else y + b
 
 
 @jax.custom_vjp
-def linear(x, W, b):
+def linear(x, W, b=None):
     """:func:`linear_plain` with the backward ``(d_y @ W.T, x.T @ d_y, d_y.sum(0))``.
 
-    Leading axes of ``x`` are flattened into rows for the weight gradient.
+    Leading axes of ``x`` (batch, time) are rows for the weight and bias gradients.
     """
-    return x @ W + b
+    return linear_plain(x, W, b)
 
 
-def _linear_fwd(x, W, b):
-    return x @ W + b, (x, W)
+def _linear_fwd(x, W, b=None):
+    return linear_plain(x, W, b), (x, W, b is None)
 
 
 def _linear_bwd(res, d_y):
-    x, W = res
+    x, W, no_bias = res
     x2 = x.reshape(-1, x.shape[-1])
     d_y2 = d_y.reshape(-1, d_y.shape[-1])
     d_x = (d_y2 @ W.T).reshape(x.shape)
-    d_W = x2.T @ d_y2
-    d_b = d_y2.sum(0)
-    return d_x, d_W, d_b
+    # x.T is materialised behind an optimization barrier so that XLA cannot fold the transpose
+    # back into the dot: on CPU a dot that contracts the LHS's first axis misses the fast (YNN)
+    # GEMM path. Measured: WaveNet step 2,640 -> 3,080 steps/s; the value is unchanged.
+    x2T = jax.lax.optimization_barrier(x2.T)
+    d_W = x2T @ d_y2
+    return d_x, d_W, None if no_bias else d_y2.sum(0)
 
 
 linear.defvjp(_linear_fwd, _linear_bwd)
+
+
+# --------------------------------------------------------------------------------------------
+# FlattenConsecutive(n).  [B, T, C] -> [B, T/n, n·C] (-> [B, n·C] when T/n == 1): a reshape, so
+#   d_x = d_y reshaped back to [B, T, C]
+# --------------------------------------------------------------------------------------------
+def _flat_shape(x, n: int):
+    if x.ndim != 3:
+        raise ConfigError(f"flatten_consecutive expects [batch, time, channels], got shape {tuple(x.shape)}")
+    B, T, C = x.shape
+    if T % n:
+        raise ConfigError(f"flatten_consecutive({n}) needs a time axis divisible by {n}, got T = {T}")
+    return (B, n * C) if T == n else (B, T // n, n * C)
+
+
+def flatten_consecutive_plain(x, n: int):
+    """Concatenate every ``n`` consecutive time steps: the lecture's ``FlattenConsecutive``."""
+    return x.reshape(_flat_shape(x, n))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1,))
+def flatten_consecutive(x, n: int):
+    """:func:`flatten_consecutive_plain` with the backward "reshape the gradient back"."""
+    return x.reshape(_flat_shape(x, n))
+
+
+def _flatten_fwd(x, n):
+    return x.reshape(_flat_shape(x, n)), x.shape
+
+
+def _flatten_bwd(n, x_shape, d_y):
+    return (d_y.reshape(x_shape),)
+
+
+flatten_consecutive.defvjp(_flatten_fwd, _flatten_bwd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,10 +270,12 @@ class Layers(NamedTuple):
     batchnorm: Callable
     tanh: Callable
     cross_entropy: Callable
+    flatten_consecutive: Callable
 
 
-PLAIN = Layers(embedding_plain, linear_plain, batchnorm_plain, tanh_plain, cross_entropy_plain)
+PLAIN = Layers(embedding_plain, linear_plain, batchnorm_plain, tanh_plain, cross_entropy_plain,
+               flatten_consecutive_plain)
 """Plain ``jnp`` layers: ``jax.grad`` derives their backward (the oracle)."""
 
-MANUAL = Layers(embedding, linear, batchnorm, tanh, cross_entropy)
+MANUAL = Layers(embedding, linear, batchnorm, tanh, cross_entropy, flatten_consecutive)
 """``custom_vjp`` layers: their backward is hand-written above."""

@@ -1,4 +1,4 @@
-"""Sampling names from a trained MLP (eval-mode batch norm), as the lecture's sampling cell.
+"""Sampling names from a trained model (eval-mode batch norm), as the lecture's sampling cell.
 
 All ``n`` names are drawn at once: one ``lax.scan`` over positions, each step a batch of ``n``
 contexts. A name ends at the first ``'.'``; ``max_len`` caps a model that never says ``'.'``.
@@ -12,16 +12,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import mlp
 from .data import Vocab
 
 
-@partial(jax.jit, static_argnames=("n", "block_size", "max_len"))
-def _sample_ids(params, bn_stats, key, *, n: int, block_size: int, max_len: int):
+@partial(jax.jit, static_argnames=("logits_eval", "n", "block_size", "max_len"))
+def _sample_ids(logits_eval, params, bn_stats, key, *, n: int, block_size: int, max_len: int):
     """Token ids ``[n, max_len]``: each row is a name followed by ``0`` ('.') and anything after."""
 
     def step(context, k):
-        logits = mlp.logits_eval(params, bn_stats, context)
+        logits = logits_eval(params, bn_stats, context)
         ix = jax.random.categorical(k, logits, axis=-1).astype(jnp.int32)
         return jnp.concatenate([context[:, 1:], ix[:, None]], axis=1), ix
 
@@ -30,11 +29,15 @@ def _sample_ids(params, bn_stats, key, *, n: int, block_size: int, max_len: int)
     return ids.T
 
 
-def sample_names(params, bn_stats, vocab: Vocab, block_size: int, *, n: int = 20, key=None,
+def sample_names(logits_eval, params, bn_stats, vocab: Vocab, block_size: int, *, n: int = 20, key=None,
                  max_len: int = 50) -> list[str]:
-    """``n`` names, each ending in ``'.'`` (or cut at ``max_len`` characters, marked ``'…'``)."""
+    """``n`` names, each ending in ``'.'`` (or cut at ``max_len`` characters, marked ``'…'``).
+
+    ``logits_eval(params, bn_stats, X)``: the model's eval-mode logits (``mlp.logits_eval``).
+    """
     key = jax.random.key(0) if key is None else key
-    ids = np.asarray(_sample_ids(params, bn_stats, key, n=n, block_size=block_size, max_len=max_len))
+    ids = np.asarray(_sample_ids(logits_eval, params, bn_stats, key, n=n, block_size=block_size,
+                                 max_len=max_len))
     names = []
     for row in ids:
         end = np.flatnonzero(row == 0)

@@ -95,10 +95,11 @@ def test_same_seed_twice_is_identical_and_autodiff_agrees(names_path):
 def test_stop_and_resume_equals_straight(names_path, tmp_path):
     straight = fit(small(), data=names_path, out=tmp_path / "a", verbose=False)
     cfg = small()
-    stopped = fit(cfg, data=names_path, out=tmp_path / "b", stop_at=300, verbose=False)
-    assert stopped.metrics["status"] == "stopped" and load_run(tmp_path / "b").step == 300
+    # 301: odd-length segments (250, 51 | 199, 250, 100) against the straight run's 250, 250, 100
+    stopped = fit(cfg, data=names_path, out=tmp_path / "b", stop_at=301, verbose=False)
+    assert stopped.metrics["status"] == "stopped" and load_run(tmp_path / "b").step == 301
     resumed = fit(resume=tmp_path / "b", verbose=False)
-    assert resumed.metrics["resumed_from"] == 300 and resumed.step == 600
+    assert resumed.metrics["resumed_from"] == 301 and resumed.step == 600
     np.testing.assert_array_equal(resumed.history["lossi"], straight.history["lossi"])
     for k in ("train_loss", "val_loss", "test_loss"):
         assert resumed.metrics[k] == straight.metrics[k]
