@@ -94,12 +94,12 @@ def bench_bpjax(Xtr, Ytr, vocab_size: int, *, grad: str, model: str = "mlp", ste
         pure = train_chunk_fn(grad_fn, tx, batch)
         fn = jax.jit(jax.vmap(lambda p, o, s, k, s0, X, Y: pure(p, o, s, k, s0, X, Y, steps),
                               in_axes=(0, 0, 0, 0, None, None, None)))
-        args = (params, opt_state, state, keys, jnp.int32(0), Xtr, Ytr)
+        args = (params, opt_state, state, jax.random.key_data(keys), jnp.int32(0), Xtr, Ytr)
     else:
         params, state = init(jax.random.key(0))
         opt_state = tx.init(params)
         fn = partial(make_train_chunk(grad_fn, tx, batch).lower, length=steps)
-        args = (params, opt_state, state, jax.random.key(1), jnp.int32(0), Xtr, Ytr)
+        args = (params, opt_state, state, jax.random.key_data(jax.random.key(1)), jnp.int32(0), Xtr, Ytr)
     t = time.perf_counter()
     compiled = (fn.lower(*args) if K else fn(*args)).compile()
     compile_s = time.perf_counter() - t
@@ -189,6 +189,111 @@ def bench_torch(Xtr, Ytr, vocab_size: int, *, steps: int, repeats: int, index_ad
             "rates": rates, "peak_rss_mb": peak_rss_mb(), "temp_bytes": None, "argument_bytes": None}
 
 
+def bench_torch_wavenet(Xtr, Ytr, vocab_size: int, *, steps: int, repeats: int, n_embd: int = 24,
+                        n_hidden: int = 128, block_size: int = 8, batch: int = 32) -> dict:
+    """makemore part 5's training loop in PyTorch: eager autograd, the lecture's layers and init."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(42)
+    X_train, y_train = torch.tensor(np.asarray(Xtr), dtype=torch.long), torch.tensor(np.asarray(Ytr), dtype=torch.long)
+
+    class Linear:
+        def __init__(self, fan_in, fan_out, bias=True):
+            self.weight = torch.randn((fan_in, fan_out), generator=g) / fan_in**0.5
+            self.bias = torch.zeros(fan_out) if bias else None
+
+        def __call__(self, x):
+            out = x @ self.weight
+            return out + self.bias if self.bias is not None else out
+
+        def parameters(self):
+            return [self.weight] + ([] if self.bias is None else [self.bias])
+
+    class BatchNorm1d:
+        def __init__(self, dim, eps=1e-5, momentum=0.1):
+            self.eps, self.momentum, self.training = eps, momentum, True
+            self.gamma, self.beta = torch.ones(dim), torch.zeros(dim)
+            self.running_mean, self.running_var = torch.zeros(dim), torch.ones(dim)
+
+        def __call__(self, x):
+            dim = 0 if x.ndim == 2 else (0, 1)
+            xmean, xvar = x.mean(dim, keepdim=True), x.var(dim, keepdim=True)
+            out = self.gamma * (x - xmean) / torch.sqrt(xvar + self.eps) + self.beta
+            with torch.no_grad():
+                self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * xmean
+                self.running_var = (1 - self.momentum) * self.running_var + self.momentum * xvar
+            return out
+
+        def parameters(self):
+            return [self.gamma, self.beta]
+
+    class Tanh:
+        def __call__(self, x):
+            return torch.tanh(x)
+
+        def parameters(self):
+            return []
+
+    class Embedding:
+        def __init__(self, n, d):
+            self.weight = torch.randn((n, d), generator=g)
+
+        def __call__(self, ix):
+            return self.weight[ix]
+
+        def parameters(self):
+            return [self.weight]
+
+    class FlattenConsecutive:
+        def __init__(self, n):
+            self.n = n
+
+        def __call__(self, x):
+            B, T, C = x.shape
+            x = x.view(B, T // self.n, C * self.n)
+            return x.squeeze(1) if x.shape[1] == 1 else x
+
+        def parameters(self):
+            return []
+
+    layers = [Embedding(vocab_size, n_embd)]
+    c_in, T = n_embd, block_size
+    while T > 1:
+        layers += [FlattenConsecutive(2), Linear(2 * c_in, n_hidden, bias=False), BatchNorm1d(n_hidden), Tanh()]
+        c_in, T = n_hidden, T // 2
+    layers.append(Linear(n_hidden, vocab_size))
+    with torch.no_grad():
+        layers[-1].weight *= 0.1
+    parameters = [p for layer in layers for p in layer.parameters()]
+    for p in parameters:
+        p.requires_grad = True
+
+    def run(n_steps, i0=0):
+        for i in range(i0, i0 + n_steps):
+            ix = torch.randint(0, X_train.shape[0], (batch,), generator=g)
+            x = X_train[ix]
+            for layer in layers:
+                x = layer(x)
+            loss = F.cross_entropy(x, y_train[ix])
+            for p in parameters:
+                p.grad = None
+            loss.backward()
+            lr = 0.1 if i < 150_000 else 0.01
+            for p in parameters:
+                p.data += -lr * p.grad
+            loss.log10().item()
+
+    run(min(20, steps))
+    rates = _time_compiled(lambda: run(steps), steps, repeats)
+    sps = statistics.median(rates)
+    flops = wavenet_flops(batch, n_embd, block_size, n_hidden, vocab_size)
+    return {"steps_per_second": sps, "model_steps_per_second": sps, "us_per_step": 1e6 / sps,
+            "compile_seconds": 0.0, "flops_per_step": flops, "gflops": flops * sps / 1e9,
+            "rates": rates, "peak_rss_mb": peak_rss_mb(), "temp_bytes": None, "argument_bytes": None}
+
+
 # --------------------------------------------------------------------------------------------
 def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: int = 2_000,
               quick: bool = False, peak_gflops: float | None = None, log=print) -> dict:
@@ -196,6 +301,7 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
     words = load_words(data)
     vocab = Vocab.from_words(words)
     Xtr, Ytr = (jnp.asarray(a) for a in make_splits(words, vocab, block_size=3)["train"])
+    Xtr8, Ytr8 = (jnp.asarray(a) for a in make_splits(words, vocab, block_size=8)["train"])
     on_cpu = jax.devices()[0].platform == "cpu"
     peak = peak_gflops if peak_gflops is not None else (PEAK_GFLOPS_CPU_CORE if on_cpu else None)
     rows = []
@@ -228,6 +334,15 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
         add("pytorch", "notebook loop, index_add_ dC",
             bench_torch(Xtr, Ytr, V, steps=ts, repeats=max(2, repeats // 2), index_add=True),
             grad="manual", n_hidden=64, batch=32, K=1)
+    wn_steps = max(steps // 10, 100)
+    for grad in ("manual", "autodiff"):
+        add("wavenet", f"bpjax {grad}, wavenet", bench_bpjax(Xtr8, Ytr8, V, model="wavenet", grad=grad,
+                                                              steps=wn_steps, repeats=repeats),
+            grad=grad, n_hidden=128, batch=32, K=1)
+    if torch_note is None:
+        add("wavenet", "PyTorch eager autograd, wavenet",
+            bench_torch_wavenet(Xtr8, Ytr8, V, steps=max(min(torch_steps, wn_steps) // 2, 20),
+                                repeats=max(2, repeats // 2)), grad="autodiff", n_hidden=128, batch=32, K=1)
     scale_steps = max(steps // 10, 100)
     batches = (32, 256) if quick else (32, 256, 2048)
     hiddens = (64, 256) if quick else (64, 256, 1024)
@@ -254,7 +369,9 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
         "vmap16_over_single_manual": sps("manual, 16 models under vmap") / sps("bpjax manual, n_hidden 64"),
         "vmap16_over_single_autodiff": sps("autodiff, 16 models under vmap") / sps("bpjax autodiff, n_hidden 64"),
     }
+    summary["wavenet_manual_over_autodiff"] = sps("bpjax manual, wavenet") / sps("bpjax autodiff, wavenet")
     if torch_note is None:
+        summary["wavenet_manual_over_pytorch_autograd"] = sps("bpjax manual, wavenet") / sps("PyTorch eager autograd, wavenet")
         summary["manual_over_pytorch_notebook_loop"] = (sps("bpjax manual, n_hidden 64")
                                                         / sps("notebook loop (Python double loop dC)"))
         summary["manual_over_pytorch_index_add"] = (sps("bpjax manual, n_hidden 64")

@@ -102,21 +102,39 @@ def add_train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--stop-at", type=int, metavar="K", help="stop after K steps with a checkpoint (resume later)")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR to its configured steps")
     t.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    g = t.add_argument_group("parallel (data-parallel over a 1-D device mesh; see the README)")
+    g.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="devices of each process to split every batch across (default 1)")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="jax.distributed coordinator (process 0's address)")
+    g.add_argument("--num-processes", type=int, metavar="P", help="processes in the cluster")
+    g.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..P-1")
+
+
+def _init_distributed(args) -> None:
+    cluster = (args.coordinator, args.num_processes, args.process_id)
+    if any(v is not None for v in cluster):
+        if any(v is None for v in cluster):
+            raise ConfigError("--coordinator, --num-processes and --process-id go together")
+        from .distributed import initialize
+
+        initialize(*cluster)
 
 
 def cmd_train(args) -> int:
     from .train import Config, fit
 
+    _init_distributed(args)
     given = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
     if args.resume is not None:
         extra = [f"--{k.replace('_', '-')}" for k in given] + (["--out"] if args.out else []) + \
                 (["--stop-at"] if args.stop_at is not None else [])
         if extra:
             raise ConfigError(f"--resume continues a run with its own configuration; drop {', '.join(extra)}")
-        run = fit(resume=args.resume, data=args.data, progress_bar=False if args.no_progress else None)
+        run = fit(resume=args.resume, data=args.data, devices=args.devices,
+                  progress_bar=False if args.no_progress else None)
     else:
         run = fit(Config.for_model(**given), data=args.data, out=args.out, stop_at=args.stop_at,
-                  progress_bar=False if args.no_progress else None)
+                  devices=args.devices, progress_bar=False if args.no_progress else None)
     return 130 if run.metrics["status"] == "interrupted" else 0
 
 
@@ -132,7 +150,7 @@ def cmd_sample(args) -> int:
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bpjax", description="Manual backpropagation, done right, in JAX.")
-    sub = p.add_subparsers(dest="cmd", metavar="{check,train,sample,bench}", parser_class=_Parser)
+    sub = p.add_subparsers(dest="cmd", metavar="{check,train,sample,bench,sweep}", parser_class=_Parser)
     sub.required = True
 
     c = sub.add_parser("check", help="compare every hand-written gradient with jax.grad")
@@ -159,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure training speed side by side (JSON + markdown)")
     add_bench_args(b)
     b.set_defaults(func=cmd_bench)
+
+    from .sweep import add_sweep_args, cmd_sweep
+    w = sub.add_parser("sweep", help="train many seeds / learning rates at once under vmap")
+    add_sweep_args(w)
+    w.set_defaults(func=cmd_sweep)
 
     return p
 

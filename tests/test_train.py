@@ -14,7 +14,7 @@ import pytest
 from bpjax import mlp
 from bpjax.check import compare
 from bpjax.errors import CheckpointError, ConfigError
-from bpjax.train import Config, TrainingDiverged, fit, load_run, step_decay, _segments
+from bpjax.train import Config, TrainingDiverged, fit, load_run, sgd_step_decay, _segments
 
 SMALL = dict(n_hidden=32, steps=600, chunk=250)
 
@@ -24,9 +24,15 @@ def small(**kw):
 
 
 def test_schedule():
-    s = step_decay(0.1, 100, 0.1)
-    assert float(s(0)) == np.float32(0.1) and float(s(99)) == np.float32(0.1)
-    assert float(s(100)) == np.float32(0.01) and float(s(10**6)) == np.float32(0.01)
+    tx = sgd_step_decay(0.1, 100, 0.1)
+    g = {"w": jnp.ones(2)}
+    state = tx.init(g)
+    rates = []
+    for _ in range(102):
+        u, state = tx.update(g, state)
+        rates.append(-float(u["w"][0]))
+    assert rates[0] == rates[99] == np.float32(0.1)  # steps 0..99
+    assert rates[100] == rates[101] == np.float32(0.01)  # from step 100: 0.01 exactly, not 0.1f * 0.1f
     assert Config(steps=200_000).decay_step == 100_000 and Config(steps=10, lr_decay_step=3).decay_step == 3
 
 

@@ -1,0 +1,90 @@
+"""Data parallelism with JAX's own machinery: a 1-D mesh, ``NamedSharding``, ``jax.distributed``.
+
+The training step is the same jitted program with shardings: parameters and optimizer state
+replicated, every minibatch sharded along the mesh's ``"data"`` axis. Batch norm's statistics and
+the gradient sums stay global: XLA's SPMD partitioner inserts the all-reduces, so the result is the
+single-device one up to the order of float additions.
+
+    mesh = make_mesh(4)                     # 4 devices of this process (all processes' in a cluster)
+    run = fit(cfg, devices=4)               # or: bpjax train --devices 4
+
+Across hosts, every process calls :func:`initialize` first (``bpjax train --coordinator
+HOST:PORT --num-processes P --process-id I``); the mesh then spans every process's devices.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from .errors import ConfigError
+
+AXIS = "data"
+
+
+def initialize(coordinator: str, num_processes: int, process_id: int) -> None:
+    """``jax.distributed.initialize`` (on CPU with the gloo collectives). Call before any JAX work."""
+    if num_processes < 1 or not 0 <= process_id < num_processes:
+        raise ConfigError(f"--process-id must be in 0..{num_processes - 1}, got {process_id}")
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--coordinator must be HOST:PORT, got {coordinator!r}")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+
+
+def make_mesh(devices_per_process: int) -> Mesh:
+    """A 1-D mesh over the first ``devices_per_process`` devices of every process."""
+    if devices_per_process < 1:
+        raise ConfigError(f"--devices must be >= 1, got {devices_per_process}")
+    local = jax.local_devices()
+    if devices_per_process > len(local):
+        raise ConfigError(f"--devices {devices_per_process} but this process sees {len(local)} device(s) "
+                          f"({local[0].platform}); on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
+                          "makes N")
+    by_process = {}
+    for d in jax.devices():
+        by_process.setdefault(d.process_index, []).append(d)
+    devs = [d for p in sorted(by_process) for d in sorted(by_process[p], key=lambda d: d.id)[:devices_per_process]]
+    return Mesh(np.array(devs), (AXIS,))
+
+
+def check_batch(mesh: Mesh, batch_size: int) -> None:
+    if batch_size % mesh.size:
+        raise ConfigError(f"the batch size {batch_size} must divide by the {mesh.size} devices of the mesh "
+                          f"(each takes batch/{mesh.size} rows); try --batch-size "
+                          f"{max(mesh.size, batch_size // mesh.size * mesh.size)}")
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Rows (axis 0) split across the mesh: one step's ``X`` [B, T] or ``Y`` [B]."""
+    return NamedSharding(mesh, P(AXIS))
+
+
+def replicate(tree, mesh: Mesh):
+    """Put a pytree of host or single-device arrays on every device of the mesh (every process
+    passes the same values), as global ``jax.Array``s."""
+    sharding = replicated(mesh)
+
+    def put(x):
+        x = np.asarray(local_value(x))
+        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+    return jax.tree_util.tree_map(put, tree)
+
+
+def local_value(x):
+    """A replicated (or single-device) array's value on this host, as numpy."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.asarray(x.addressable_data(0))
+    return np.asarray(x)
+
+
+def to_local(tree):
+    """Every leaf's value as a numpy array on this host (for eval, checkpoints, metrics)."""
+    return jax.tree_util.tree_map(local_value, tree)

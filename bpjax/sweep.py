@@ -1,0 +1,213 @@
+"""``bpjax sweep``: many configurations trained at once.
+
+Configurations that share shapes (seeds, learning rates) are one group: their parameters, optimizer
+states (which hold each model's learning rate) and keys are stacked, and the training chunk of
+``bpjax train`` runs under ``vmap`` over them; with several devices the model axis is sharded across
+them. Configurations of different shapes (hidden sizes) are separate groups, run one after another.
+Model ``k`` of a group starts from exactly the parameters and minibatch stream of ``bpjax train
+--seed s --lr lr``. Results: ``sweep.json``, ``sweep.md`` (mean and spread per group) and
+``sweep.png`` (every group's curve).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .distributed import AXIS, make_mesh, to_local
+from .errors import ConfigError
+from .io import atomic_write_json, atomic_write_text
+from .train import (MODELS, Config, _load_data, _segments, environment, gradient_fn, init_model,
+                    make_optimizer, split_losses, train_chunk_fn, window_mean)
+
+
+def _stack(trees):
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _index(tree, k):
+    return jax.tree_util.tree_map(lambda a: a[k], tree)
+
+
+def run_group(base: Config, members: list[dict], splits: dict, vocab_size: int, *, mesh=None,
+              log=print) -> dict:
+    """Train ``members`` (each a dict of Config overrides: seed, lr) of one shape together."""
+    cfgs = [dataclasses.replace(base, **m).validate() for m in members]
+    K = len(cfgs)
+    inits, keys = [], []
+    for c in cfgs:  # exactly fit()'s init and key for that seed
+        k_init, key = jax.random.split(jax.random.key(c.seed))
+        params, state = init_model(c, vocab_size, k_init)
+        inits.append((params, make_optimizer(c).init(params), state))
+        keys.append(jax.random.key_data(key))
+    params, opt_state, state = (_stack([t[i] for t in inits]) for i in range(3))
+    key_data = jnp.stack(keys)
+    Xtr, Ytr = (jnp.asarray(a) for a in splits["train"])
+    # The optimizer's rates are in its (stacked) state: one template transformation serves all.
+    pure = train_chunk_fn(gradient_fn(base.model, base.grad), make_optimizer(base), base.batch_size, unroll=2)
+    vmapped = jax.vmap(pure, in_axes=(0, 0, 0, 0, None, None, None, None))
+    shard = mesh is not None and mesh.size > 1 and K % mesh.size == 0
+    if shard:
+        from jax.sharding import NamedSharding, PartitionSpec as P
+
+        by_model, repl = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
+        params, opt_state, state, key_data = jax.device_put((params, opt_state, state, key_data), by_model)
+        Xtr, Ytr = jax.device_put((Xtr, Ytr), repl)
+        fn = jax.jit(vmapped, static_argnums=(7,),
+                     in_shardings=(by_model, by_model, by_model, by_model, repl, repl, repl),
+                     out_shardings=by_model)
+    else:
+        fn = jax.jit(vmapped, static_argnums=(7,))
+    compiled, compile_s, exec_s = {}, 0.0, 0.0
+    losses_all = []
+    chunk = min(base.chunk, max(1, (1 << 22) // (base.batch_size * K)))
+    for a, b in _segments(0, base.steps, [chunk]):
+        if b - a not in compiled:
+            t = time.perf_counter()
+            compiled[b - a] = fn.lower(params, opt_state, state, key_data, jnp.int32(0), Xtr, Ytr, b - a).compile()
+            compile_s += time.perf_counter() - t
+        t = time.perf_counter()
+        params, opt_state, state, losses, _ = compiled[b - a](params, opt_state, state, key_data, jnp.int32(a),
+                                                              Xtr, Ytr)
+        losses = np.asarray(losses)  # [K, b - a]
+        exec_s += time.perf_counter() - t
+        losses_all.append(losses)
+        if b % max(base.steps // 10, 1) < b - a or b == base.steps:
+            log(f"  {b:7d}/{base.steps:7d}: mean loss {np.nanmean(losses[:, -1]):.4f} over {K} models, "
+                f"{K * (b - a) / (time.perf_counter() - t):,.0f} model-steps/s")
+    lossi = np.log10(np.concatenate(losses_all, axis=1)) if losses_all else np.zeros((K, 0), np.float32)
+    spec = MODELS[base.model]
+    Xtr_host = splits["train"][0]
+    runs = []
+    params_l, state_l = to_local(params), to_local(state)
+    for k, c in enumerate(cfgs):
+        p, st = _index(params_l, k), _index(state_l, k)
+        diverged = not all(np.isfinite(v).all() for v in jax.tree_util.tree_leaves(p))
+        ev = ({f"{s}_loss": float("nan") for s in ("train", "val", "test")} if diverged else
+              split_losses(base.model, p, spec.eval_stats(p, st, Xtr_host), splits))
+        runs.append({"seed": c.seed, "lr": c.lr, "n_hidden": c.n_hidden, **ev, "diverged": diverged})
+    return {"runs": runs, "lossi": lossi, "models": K, "steps": base.steps, "compile_seconds": compile_s,
+            "model_steps_per_second": K * base.steps / exec_s if exec_s > 0 else None,
+            "sharded_over": mesh.size if shard else 1}
+
+
+def sweep(base: Config, *, seeds: list[int], lrs: list[float], n_hiddens: list[int], data=None,
+          devices: int = 1, out=None, log=print) -> dict:
+    """Every (n_hidden, lr, seed) combination; one vmapped group per n_hidden. Returns the results."""
+    if not seeds or not lrs or not n_hiddens:
+        raise ConfigError("a sweep needs at least one seed, one learning rate and one hidden size")
+    for lr in lrs:
+        dataclasses.replace(base, lr=lr).validate()
+    base.validate()
+    mesh = make_mesh(devices) if devices > 1 else None
+    vocab, splits, data_info = _load_data(base, data)
+    groups, curves = [], {}
+    window = 1000 if base.steps >= 2000 else max(1, base.steps // 20)
+    for h in n_hiddens:
+        members = [{"n_hidden": h, "lr": lr, "seed": s} for lr in lrs for s in seeds]
+        log(f"group n_hidden {h}: {len(members)} models ({len(lrs)} lr x {len(seeds)} seeds), "
+            f"{base.steps:,} steps each")
+        res = run_group(dataclasses.replace(base, n_hidden=h), members, splits, vocab.size, mesh=mesh, log=log)
+        for lr in lrs:
+            idx = [i for i, r in enumerate(res["runs"]) if r["lr"] == lr]
+            rs = [res["runs"][i] for i in idx]
+            val = [r["val_loss"] for r in rs if not r["diverged"]]
+            groups.append({
+                "n_hidden": h, "lr": lr, "seeds": len(rs), "diverged": sum(r["diverged"] for r in rs),
+                "val_mean": statistics.fmean(val) if val else None,
+                "val_std": statistics.stdev(val) if len(val) > 1 else 0.0,
+                "val_min": min(val, default=None), "val_max": max(val, default=None),
+                "train_mean": statistics.fmean(r["train_loss"] for r in rs if not r["diverged"]) if val else None,
+                "model_steps_per_second": res["model_steps_per_second"], "models_at_once": res["models"],
+                "compile_seconds": res["compile_seconds"], "sharded_over": res["sharded_over"], "runs": rs,
+            })
+            curves[f"n_hidden {h}, lr {lr}"] = np.stack([window_mean(res["lossi"][i], window) for i in idx])
+    result = {"config": base.to_json(), "seeds": seeds, "lrs": lrs, "n_hiddens": n_hiddens, "groups": groups,
+              "data": data_info, "environment": environment(), "devices": devices}
+    if out is not None:
+        out = Path(out)
+        atomic_write_json(out / "sweep.json", result)
+        atomic_write_text(out / "sweep.md", markdown(result))
+        plot(curves, out / "sweep.png", base, window)
+    return result
+
+
+def markdown(result: dict) -> str:
+    lines = ["| n_hidden | lr | seeds | val mean ± std | val min–max | train mean | models at once | model-steps/s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    f = lambda v: "—" if v is None else f"{v:.4f}"
+    for g in result["groups"]:
+        lines.append(f"| {g['n_hidden']} | {g['lr']} | {g['seeds']}" + (f" ({g['diverged']} diverged)" if g["diverged"] else "")
+                     + f" | {f(g['val_mean'])} ± {g['val_std']:.4f} | {f(g['val_min'])}–{f(g['val_max'])} "
+                     f"| {f(g['train_mean'])} | {g['models_at_once']} | {g['model_steps_per_second']:,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(curves: dict, path: Path, base: Config, window: int = 1000) -> bool:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
+    for label, c in curves.items():
+        if c.shape[1] == 0:
+            continue
+        x = (np.arange(c.shape[1]) + 0.5) * window
+        line, = ax.plot(x, np.nanmean(c, 0), label=f"{label} (mean of {c.shape[0]})")
+        ax.fill_between(x, np.nanmin(c, 0), np.nanmax(c, 0), color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"log10 training loss (mean of {window:,} steps)")
+    ax.set_title(f"bpjax sweep: {base.model}, {base.grad} gradients (band: min–max over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def _ints(s: str) -> list[int]:
+    return [int(x) for x in s.split(",") if x.strip()]
+
+
+def _floats(s: str) -> list[float]:
+    return [float(x) for x in s.split(",") if x.strip()]
+
+
+def add_sweep_args(p) -> None:
+    p.add_argument("--data", help="names file (default: the usual search)")
+    p.add_argument("--model", choices=("mlp", "wavenet"), default="mlp")
+    p.add_argument("--grad", choices=("manual", "autodiff"), default="manual")
+    p.add_argument("--seeds", default="16", help="a count (16: seeds 0..15) or a list (0,3,7)")
+    p.add_argument("--lrs", default=None, help="initial learning rates, comma-separated (default: the model's)")
+    p.add_argument("--n-hidden", default=None, help="hidden sizes, comma-separated: one group each")
+    p.add_argument("--steps", type=int, default=None, help="steps per model (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--devices", type=int, default=1, help="shard the models across N devices")
+    p.add_argument("--out", default="sweep", metavar="DIR", help="where sweep.json/.md/.png go (default sweep/)")
+
+
+def cmd_sweep(args) -> int:
+    try:
+        seeds = list(range(int(args.seeds))) if "," not in args.seeds else _ints(args.seeds)
+        if "," not in args.seeds and int(args.seeds) < 1:
+            raise ConfigError(f"--seeds must be a positive count or a list, got {args.seeds}")
+        lrs = _floats(args.lrs) if args.lrs else None
+        hiddens = _ints(args.n_hidden) if args.n_hidden else None
+    except ValueError as e:
+        raise ConfigError(f"could not read a number in --seeds/--lrs/--n-hidden ({e})") from None
+    over = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size)) if v is not None}
+    base = Config.for_model(args.model, grad=args.grad, **over)
+    res = sweep(base, seeds=seeds, lrs=lrs or [base.lr], n_hiddens=hiddens or [base.n_hidden], data=args.data,
+                devices=args.devices, out=args.out)
+    print()
+    print(markdown(res))
+    print(f"wrote {Path(args.out) / 'sweep.json'}, sweep.md and sweep.png")
+    return 0 if all(g["diverged"] == 0 for g in res["groups"]) else 1

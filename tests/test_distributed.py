@@ -1,0 +1,129 @@
+"""Data parallelism and sweeps. Several CPU devices need XLA_FLAGS before JAX starts: subprocesses."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from bpjax.train import Config, fit
+
+FOUR = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+
+
+def python(code, env=None, timeout=600):
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                       timeout=timeout, env={**os.environ, **(env or {})})
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def cli(*args, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "bpjax", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_sharded_step_equals_single_device_step(names_path):
+    """The same chunk, sharded over 4 devices and on one: parameters within 1e-6 (float32)."""
+    out = python(f"""
+        import json, jax, jax.numpy as jnp, numpy as np
+        from bpjax.data import Vocab, load_words, make_splits
+        from bpjax.distributed import make_mesh, replicate, to_local
+        from bpjax.train import Config, gradient_fn, init_model, make_optimizer, make_train_chunk
+        assert jax.device_count() == 4
+        w = load_words({str(names_path)!r}); v = Vocab.from_words(w)
+        Xtr, Ytr = (jnp.asarray(a) for a in make_splits(w, v)["train"])
+        res = {{}}
+        for grad in ("manual", "autodiff"):
+            cfg = Config(batch_size=64, grad=grad)
+            params, state = init_model(cfg, v.size, jax.random.key(0)); tx = make_optimizer(cfg)
+            opt = tx.init(params); kd = jax.random.key_data(jax.random.key(1))
+            args = (params, opt, state, kd, jnp.int32(0), Xtr, Ytr)
+            one = make_train_chunk(gradient_fn("mlp", grad), tx, 64)(*args, 5)
+            mesh = make_mesh(4)
+            four = make_train_chunk(gradient_fn("mlp", grad), tx, 64, mesh)(*replicate(args, mesh), 5)
+            d = jax.tree_util.tree_map(lambda a, b: float(np.abs(np.asarray(a) - b).max()), to_local(one[0]), to_local(four[0]))
+            s = jax.tree_util.tree_map(lambda a: float(np.abs(np.asarray(a)).max()), to_local(one[0]))
+            res[grad] = {{"diff": d, "scale": s, "sharded": str(four[0]["W1"].sharding)}}
+        print(json.dumps(res))
+    """, env=FOUR)
+    for grad, r in out.items():
+        assert "4" in r["sharded"] or "Named" in r["sharded"], r["sharded"]
+        for k, d in r["diff"].items():
+            assert d <= 1e-6 * max(1.0, r["scale"][k]), (grad, k, d)
+
+
+def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):
+    r = cli("train", "--devices", "4", "--batch-size", "30", "--steps", "10", "--out", str(tmp_path / "r"), env=FOUR)
+    assert r.returncode == 2 and "must divide by the 4 devices" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+    r = cli("train", "--devices", "8", "--steps", "10", "--out", str(tmp_path / "r"), env=FOUR)
+    assert r.returncode == 2 and "sees 4 device" in r.stderr
+
+
+def test_four_devices_give_the_single_device_val_loss(names_path, tmp_path):
+    args = ["train", "--data", str(names_path), "--steps", "2000", "--batch-size", "128", "--no-progress"]
+    one = cli(*args, "--out", str(tmp_path / "one"), env=FOUR)
+    four = cli(*args, "--devices", "4", "--out", str(tmp_path / "four"), env=FOUR)
+    assert one.returncode == 0 and four.returncode == 0, four.stderr
+    m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    m4 = json.loads((tmp_path / "four" / "metrics.json").read_text())
+    assert m4["mesh_devices"] == 4 and m1["mesh_devices"] == 1
+    assert abs(m1["val_loss"] - m4["val_loss"]) <= 1e-4, (m1["val_loss"], m4["val_loss"])
+    parallel = json.loads((tmp_path / "four" / "config.json").read_text())["parallel"]
+    assert parallel["mesh_devices"] == 4 and parallel["process_count"] == 1
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_on_loopback_agree(names_path, tmp_path):
+    port = _free_port()
+    args = ["--data", str(names_path), "--steps", "600", "--batch-size", "64", "--no-progress"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    procs = [subprocess.Popen([sys.executable, "-m", "bpjax", "train", *args, "--coordinator", f"127.0.0.1:{port}",
+                               "--num-processes", "2", "--process-id", str(i), "--out", str(tmp_path / f"p{i}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    try:
+        errs = [p.communicate(timeout=300)[1] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], errs
+    m = [json.loads((tmp_path / f"p{i}" / "metrics.json").read_text()) for i in range(2)]
+    assert m[0]["process_count"] == 2 and m[0]["mesh_devices"] == 2
+    for k in ("train_loss", "val_loss", "test_loss"):
+        assert m[0][k] == m[1][k]  # exactly
+    assert (tmp_path / "p0" / "checkpoint.npz").exists() and not (tmp_path / "p1" / "checkpoint.npz").exists()
+    single = fit(Config(steps=600, batch_size=64), data=names_path, out=False, verbose=False)
+    assert abs(single.metrics["val_loss"] - m[0]["val_loss"]) <= 1e-3
+
+
+def test_sweep_models_equal_their_single_runs(names_path, tmp_path):
+    from bpjax.sweep import sweep
+
+    base = Config(n_hidden=32, steps=500, chunk=200)
+    res = sweep(base, seeds=[0, 1], lrs=[0.05, 0.1], n_hiddens=[32, 16], data=names_path, out=tmp_path, log=lambda *a: None)
+    assert {(g["n_hidden"], g["lr"]) for g in res["groups"]} == {(32, 0.05), (32, 0.1), (16, 0.05), (16, 0.1)}
+    assert all(g["models_at_once"] == 4 and g["seeds"] == 2 for g in res["groups"])
+    run = next(r for g in res["groups"] if g["n_hidden"] == 32 and g["lr"] == 0.1 for r in g["runs"] if r["seed"] == 1)
+    single = fit(Config(n_hidden=32, steps=500, lr=0.1, seed=1), data=names_path, out=False, verbose=False)
+    assert abs(run["val_loss"] - single.metrics["val_loss"]) <= 1e-4
+    assert (tmp_path / "sweep.md").read_text().count("\n") == 2 + 4
+    assert (tmp_path / "sweep.png").exists() and json.loads((tmp_path / "sweep.json").read_text())["groups"]
+
+
+def test_sweep_sharded_over_devices(names_path, tmp_path):
+    r = cli("sweep", "--data", str(names_path), "--seeds", "4", "--steps", "300", "--n-hidden", "16",
+            "--devices", "4", "--out", str(tmp_path), env=FOUR)
+    assert r.returncode == 0, r.stderr
+    g = json.loads((tmp_path / "sweep.json").read_text())["groups"][0]
+    assert g["sharded_over"] == 4 and g["seeds"] == 4 and np.isfinite(g["val_mean"])
+    bad = cli("sweep", "--seeds", "0", "--out", str(tmp_path))
+    assert bad.returncode == 2 and "--seeds" in bad.stderr
