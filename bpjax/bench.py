@@ -180,10 +180,14 @@ def bench_torch(Xtr, Ytr, vocab_size: int, *, steps: int, repeats: int, index_ad
                 p.data += -lr * grad
             loss.item()  # the notebook's lossi.append(loss.log10().item()) syncs every step
 
-    run(min(50, steps))  # warm-up
+    return _time_eager(run, steps, repeats, matmul_flops(batch, n_embd, block_size, n_hidden, vocab_size))
+
+
+def _time_eager(run, steps: int, repeats: int, flops: int) -> dict:
+    """Time an eager loop ``run(n_steps)`` after a short warm-up: one bench row."""
+    run(min(20, steps))
     rates = _time_compiled(lambda: run(steps), steps, repeats)
     sps = statistics.median(rates)
-    flops = matmul_flops(batch, n_embd, block_size, n_hidden, vocab_size)
     return {"steps_per_second": sps, "model_steps_per_second": sps, "us_per_step": 1e6 / sps,
             "compile_seconds": 0.0, "flops_per_step": flops, "gflops": flops * sps / 1e9,
             "rates": rates, "peak_rss_mb": peak_rss_mb(), "temp_bytes": None, "argument_bytes": None}
@@ -285,13 +289,7 @@ def bench_torch_wavenet(Xtr, Ytr, vocab_size: int, *, steps: int, repeats: int, 
                 p.data += -lr * p.grad
             loss.log10().item()
 
-    run(min(20, steps))
-    rates = _time_compiled(lambda: run(steps), steps, repeats)
-    sps = statistics.median(rates)
-    flops = wavenet_flops(batch, n_embd, block_size, n_hidden, vocab_size)
-    return {"steps_per_second": sps, "model_steps_per_second": sps, "us_per_step": 1e6 / sps,
-            "compile_seconds": 0.0, "flops_per_step": flops, "gflops": flops * sps / 1e9,
-            "rates": rates, "peak_rss_mb": peak_rss_mb(), "temp_bytes": None, "argument_bytes": None}
+    return _time_eager(run, steps, repeats, wavenet_flops(batch, n_embd, block_size, n_hidden, vocab_size))
 
 
 # --------------------------------------------------------------------------------------------
