@@ -61,11 +61,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Rows (axis 0) split across the mesh: one step's ``X`` [B, T] or ``Y`` [B]."""
-    return NamedSharding(mesh, P(AXIS))
-
-
 def replicate(tree, mesh: Mesh):
     """Put a pytree of host or single-device arrays on every device of the mesh (every process
     passes the same values), as global ``jax.Array``s."""

@@ -245,10 +245,10 @@ def gradient_tables(params, X, Y) -> list:
     """
     from .check import Table, check_vjp, compare
 
-    oracle = atomic_oracle(params, X, Y)
-    atomic = compare(atomic_grads(params, X, Y), oracle, ATOMIC_NAMES, table="atomic",
+    oracle = jax.jit(atomic_oracle)(params, X, Y)
+    atomic = compare(jax.jit(atomic_grads)(params, X, Y), oracle, ATOMIC_NAMES, table="atomic",
                      title="atomic chain (exercise 1)")
-    v = forward_chunked(params, X, Y)
+    v = jax.jit(forward_chunked)(params, X, Y)
     p = params
     fused_specs = [  # (manual layer, plain layer, inputs, their names, upstream gradient)
         (L.cross_entropy, L.cross_entropy_plain, (v["logits"], Y), ("logits", "Y"), None),
@@ -264,6 +264,6 @@ def gradient_tables(params, X, Y) -> list:
     for f_man, f_ref, args, names, cot in fused_specs:
         rows += check_vjp(f_man, f_ref, args, argnames=names, cotangent=cot, table="fused").rows
     fused = Table("fused layers (exercises 2, 3 and the custom_vjp layers)", rows, atomic.dtype)
-    model = compare(jax.grad(loss_manual)(params, X, Y), jax.grad(loss)(params, X, Y), PARAM_KEYS,
+    model = compare(jax.jit(jax.grad(loss_manual))(params, X, Y), jax.jit(jax.grad(loss))(params, X, Y), PARAM_KEYS,
                     table="model", title="whole model: grad(loss_manual) vs grad(loss)")
     return [atomic, fused, model]

@@ -217,14 +217,21 @@ def sample_batches(key, steps, Xtr, Ytr, batch_size: int):
 
 
 def train_chunk_fn(grad_fn: Callable, tx: optax.GradientTransformation, batch_size: int, unroll: int = 1,
-                   batch_sharding=None):
+                   mesh=None):
     """The pure ``chunk(params, opt_state, state, key_data, step0, Xtr, Ytr, length)`` (see
-    :func:`make_train_chunk`). ``batch_sharding``: where each step's rows go (data parallelism)."""
+    :func:`make_train_chunk`). ``mesh``: split every step's rows across it (data parallelism)."""
+    if mesh is not None:
+        from jax.sharding import NamedSharding, PartitionSpec as P
+
+        from .distributed import AXIS
+
+        chunk_rows = NamedSharding(mesh, P(None, AXIS))  # [steps, B, ...]: each device draws its rows
+        step_rows = NamedSharding(mesh, P(AXIS))  # [B, ...]
 
     def one_step(carry, batch):
         params, opt_state, state = carry
-        if batch_sharding is not None:
-            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+        if mesh is not None:
+            batch = jax.lax.with_sharding_constraint(batch, step_rows)
         (loss, state), grads = grad_fn(params, state, *batch)
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state, state), loss
@@ -232,6 +239,8 @@ def train_chunk_fn(grad_fn: Callable, tx: optax.GradientTransformation, batch_si
     def chunk(params, opt_state, state, key_data, step0, Xtr, Ytr, length):
         steps = step0 + jnp.arange(length, dtype=jnp.int32)
         batches = sample_batches(jax.random.wrap_key_data(key_data), steps, Xtr, Ytr, batch_size)
+        if mesh is not None:
+            batches = jax.lax.with_sharding_constraint(batches, chunk_rows)
         (params, opt_state, state), losses = jax.lax.scan(one_step, (params, opt_state, state), batches,
                                                          unroll=unroll)
         finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in jax.tree_util.tree_leaves(params)]))
@@ -256,9 +265,9 @@ def make_train_chunk(grad_fn: Callable, tx: optax.GradientTransformation, batch_
     # +12% on the WaveNet, even on the MLP; 4 was slower.
     if mesh is None:
         return jax.jit(train_chunk_fn(grad_fn, tx, batch_size, unroll=2), static_argnums=(7,))
-    from .distributed import batch_sharding, replicated
+    from .distributed import replicated
 
-    fn = train_chunk_fn(grad_fn, tx, batch_size, unroll=2, batch_sharding=batch_sharding(mesh))
+    fn = train_chunk_fn(grad_fn, tx, batch_size, unroll=2, mesh=mesh)
     return jax.jit(fn, static_argnums=(7,), in_shardings=replicated(mesh), out_shardings=replicated(mesh))
 
 

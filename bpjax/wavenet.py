@@ -142,9 +142,10 @@ def layer_tables(params, state, X, Y) -> list:
         acts["logits"] = logits
         return L.cross_entropy_plain(logits, Y), acts
 
-    zero = {k: jnp.zeros_like(v) for k, v in forward(params, _ZeroTaps())[1].items() if k[-3:] != ".in"}
-    d = jax.grad(lambda t: forward(params, t)[0])(zero)
-    acts = forward(params, zero)[1]
+    shapes = jax.eval_shape(lambda: forward(params, _ZeroTaps())[1])
+    zero = {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items() if k[-3:] != ".in"}
+    d = jax.jit(jax.grad(lambda t: forward(params, t)[0]))(zero)
+    acts = jax.jit(lambda t: forward(params, t)[1])(zero)
     rows = []
 
     def add(f_man, f_ref, args, names, cot, prefix):
@@ -168,8 +169,8 @@ def layer_tables(params, state, X, Y) -> list:
     layers = Table("WaveNet layers: each custom_vjp against jax.grad of its plain twin", rows,
                    str(jnp.asarray(acts["logits"]).dtype))
 
-    g_man = jax.grad(lambda p: loss_manual(p, state, X, Y)[0])(params)
-    g_ref = jax.grad(lambda p: loss(p, state, X, Y)[0])(params)
+    g_man = jax.jit(jax.grad(lambda p: loss_manual(p, state, X, Y)[0]))(params)
+    g_ref = jax.jit(jax.grad(lambda p: loss(p, state, X, Y)[0]))(params)
     flat = lambda g: {_name(path): v for path, v in jax.tree_util.tree_flatten_with_path(g)[0]}
     model = compare(flat(g_man), flat(g_ref), table="model",
                     title="whole WaveNet: grad(loss_manual) vs grad(loss)")
