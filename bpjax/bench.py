@@ -87,21 +87,21 @@ def bench_bpjax(Xtr, Ytr, vocab_size: int, *, grad: str, model: str = "mlp", ste
     tx = make_optimizer(cfg)
     init = partial(init_model, cfg, vocab_size)
     grad_fn, batch = gradient_fn(model, grad), cfg.batch_size
+    pure = train_chunk_fn(grad_fn, tx, batch, unroll=2)  # make_train_chunk's program, unroll included
     if K:
         keys = jax.random.split(jax.random.key(0), K)
         params, state = jax.vmap(init)(keys)
         opt_state = jax.vmap(tx.init)(params)
-        pure = train_chunk_fn(grad_fn, tx, batch)
-        fn = jax.jit(jax.vmap(lambda p, o, s, k, s0, X, Y: pure(p, o, s, k, s0, X, Y, steps),
-                              in_axes=(0, 0, 0, 0, None, None, None)))
-        args = (params, opt_state, state, jax.random.key_data(keys), jnp.int32(0), Xtr, Ytr)
+        fn = jax.jit(jax.vmap(pure, in_axes=(0, 0, 0, 0, None, None, None, None)), static_argnums=(7,))
+        key_data = jax.random.key_data(keys)
     else:
         params, state = init(jax.random.key(0))
         opt_state = tx.init(params)
-        fn = partial(make_train_chunk(grad_fn, tx, batch).lower, length=steps)
-        args = (params, opt_state, state, jax.random.key_data(jax.random.key(1)), jnp.int32(0), Xtr, Ytr)
+        fn = make_train_chunk(grad_fn, tx, batch)
+        key_data = jax.random.key_data(jax.random.key(1))
+    args = (params, opt_state, state, key_data, jnp.int32(0), Xtr, Ytr)
     t = time.perf_counter()
-    compiled = (fn.lower(*args) if K else fn(*args)).compile()
+    compiled = fn.lower(*args, steps).compile()
     compile_s = time.perf_counter() - t
     rates = _time_compiled(lambda: np.asarray(compiled(*args)[3]), steps, repeats)
     mem = compiled.memory_analysis()

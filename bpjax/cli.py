@@ -30,6 +30,16 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _seed(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed between 0 and 2**32 - 1, got {v}")
+    return v
+
+
 # --------------------------------------------------------------------------------------------
 def cmd_check(args) -> int:
     import jax
@@ -37,14 +47,15 @@ def cmd_check(args) -> int:
     import numpy as np
 
     from . import mlp, wavenet
-    from .data import Vocab, load_words, make_splits
+    from .train import Config, _load_data
 
-    if args.batch_size < 2:
-        raise ConfigError(f"--batch-size must be >= 2 (batch norm divides by n - 1), got {args.batch_size}")
-    words = load_words(args.data)
-    vocab = Vocab.from_words(words)
-    block_size = 8 if args.model == "wavenet" else 3
-    Xtr, Ytr = make_splits(words, vocab, block_size=block_size)["train"]
+    if args.batch_size < 2 or (args.batch_size < 3 and not args.float64):
+        raise ConfigError(f"--batch-size must be >= 2 (batch norm divides by n - 1), and >= 3 in float32 (with "
+                          f"2 rows batch norm's gradient is O(eps) and float32 cancellation dominates it), "
+                          f"got {args.batch_size}")
+    cfg = Config.for_model(args.model)
+    vocab, splits, info = _load_data(cfg, args.data)
+    Xtr, Ytr = splits["train"]
     with jax.enable_x64(args.float64):
         dtype = jnp.float64 if args.float64 else jnp.float32
         k_init, k_batch = jax.random.split(jax.random.key(args.seed))
@@ -59,7 +70,7 @@ def cmd_check(args) -> int:
             params = mlp.init_params(k_init, vocab_size=vocab.size, dtype=dtype)
             loss = float(mlp.loss(params, X, Y))
             tables = mlp.gradient_tables(params, X, Y)
-        print(f"bpjax check --model {args.model}: {len(words)} words, vocabulary {vocab.size}, batch "
+        print(f"bpjax check --model {args.model}: {info['words']} words, vocabulary {vocab.size}, batch "
               f"{args.batch_size}, seed {args.seed}, {np.dtype(dtype).name}; loss {loss:.4f}")
     for t in tables:
         print()
@@ -103,7 +114,7 @@ def add_train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR to its configured steps")
     t.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     g = t.add_argument_group("parallel (data-parallel over a 1-D device mesh; see the README)")
-    g.add_argument("--devices", type=int, default=1, metavar="N",
+    g.add_argument("--devices", type=_positive_int, default=1, metavar="N",
                    help="devices of each process to split every batch across (default 1)")
     g.add_argument("--coordinator", metavar="HOST:PORT", help="jax.distributed coordinator (process 0's address)")
     g.add_argument("--num-processes", type=int, metavar="P", help="processes in the cluster")
@@ -158,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", choices=("mlp", "wavenet"), default="mlp", help="which model (default mlp)")
     c.add_argument("--float64", action="store_true", help="run the check in float64")
     c.add_argument("--batch-size", type=int, default=32, help="rows in the batch (default 32)")
-    c.add_argument("--seed", type=int, default=0, help="init and batch seed (default 0)")
+    c.add_argument("--seed", type=_seed, default=0, help="init and batch seed (default 0)")
     c.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     c.set_defaults(func=cmd_check)
 
@@ -169,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="sample names from a trained run")
     s.add_argument("--run", required=True, metavar="DIR", help="a run directory written by bpjax train")
     s.add_argument("-n", type=_positive_int, default=20, help="how many names (default 20)")
-    s.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    s.add_argument("--seed", type=_seed, default=0, help="sampling seed (default 0)")
     s.add_argument("--max-len", type=_positive_int, default=50, help="cap on a name's length (default 50)")
     s.set_defaults(func=cmd_sample)
 
@@ -193,6 +204,10 @@ def main(argv=None) -> int:
         return args.func(args)
     except BpjaxError as e:
         print(f"bpjax {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path that cannot be written or read: a directory, no permission, a full disk
+        where = f" {e.filename!r}" if e.filename else ""
+        print(f"bpjax {args.cmd}: error: cannot use{where}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"bpjax {args.cmd}: interrupted", file=sys.stderr)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import tempfile
 import unicodedata
 import urllib.request
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .io import atomic_write_bytes
 
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
@@ -45,7 +45,8 @@ def sha256_of(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def resolve_data_path(path: str | os.PathLike | None = None, *, download: bool = True) -> Path:
+def resolve_data_path(path: str | os.PathLike | None = None, *, download: bool = True,
+                      source: str = "--data") -> Path:
     """Find the names file.
 
     Order: ``path`` (the CLI's ``--data``), else ``$BPJAX_DATA``; a path given either way must
@@ -53,7 +54,7 @@ def resolve_data_path(path: str | os.PathLike | None = None, *, download: bool =
     of an editable install, then ``~/.cache/bpjax/names.txt``, else download it into the cache
     (checking its SHA-256).
     """
-    given, source = (path, "--data") if path is not None else (os.environ.get("BPJAX_DATA"), "BPJAX_DATA")
+    given, source = (path, source) if path is not None else (os.environ.get("BPJAX_DATA"), "BPJAX_DATA")
     if given:
         p = Path(given).expanduser()
         if not p.exists():
@@ -83,11 +84,7 @@ def download_names(dest: Path, url: str = NAMES_URL, sha256: str = NAMES_SHA256)
     got = hashlib.sha256(payload).hexdigest()
     if got != sha256:
         raise DataError(f"downloaded names.txt has SHA-256 {got}, expected {sha256}; {how}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".names.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(payload)
-    os.replace(tmp, dest)
+    atomic_write_bytes(dest, payload)
     return dest
 
 

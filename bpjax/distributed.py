@@ -25,7 +25,9 @@ AXIS = "data"
 
 def initialize(coordinator: str, num_processes: int, process_id: int) -> None:
     """``jax.distributed.initialize`` (on CPU with the gloo collectives). Call before any JAX work."""
-    if num_processes < 1 or not 0 <= process_id < num_processes:
+    if num_processes < 1:
+        raise ConfigError(f"--num-processes must be >= 1, got {num_processes}")
+    if not 0 <= process_id < num_processes:
         raise ConfigError(f"--process-id must be in 0..{num_processes - 1}, got {process_id}")
     host, _, port = coordinator.rpartition(":")
     if not host or not port.isdigit():

@@ -9,13 +9,18 @@ import tempfile
 
 import numpy as np
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
-def _atomic_write_bytes(path, payload: bytes) -> None:
+
+def atomic_write_bytes(path, payload: bytes) -> None:
+    """Write to a temp file beside ``path``, fsync, rename: readers see the old file or the new one."""
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
@@ -28,7 +33,7 @@ def _atomic_write_bytes(path, payload: bytes) -> None:
 
 
 def atomic_write_text(path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path, obj) -> None:
@@ -39,4 +44,11 @@ def atomic_savez(path, **arrays) -> None:
     """``np.savez`` into memory, then an atomic write."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_savefig(fig, path, **kwargs) -> None:
+    """A matplotlib figure saved as PNG into memory, then written atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **kwargs)
+    atomic_write_bytes(path, buf.getvalue())

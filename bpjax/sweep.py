@@ -23,7 +23,7 @@ import numpy as np
 
 from .distributed import AXIS, make_mesh, to_local
 from .errors import ConfigError
-from .io import atomic_write_json, atomic_write_text
+from .io import atomic_savefig, atomic_write_json, atomic_write_text
 from .train import (MODELS, Config, _load_data, _segments, environment, gradient_fn, init_model,
                     make_optimizer, split_losses, train_chunk_fn, window_mean)
 
@@ -101,11 +101,15 @@ def run_group(base: Config, members: list[dict], splits: dict, vocab_size: int, 
 def sweep(base: Config, *, seeds: list[int], lrs: list[float], n_hiddens: list[int], data=None,
           devices: int = 1, out=None, log=print) -> dict:
     """Every (n_hidden, lr, seed) combination; one vmapped group per n_hidden. Returns the results."""
+    seeds, lrs, n_hiddens = (list(dict.fromkeys(v)) for v in (seeds, lrs, n_hiddens))  # no duplicates
     if not seeds or not lrs or not n_hiddens:
         raise ConfigError("a sweep needs at least one seed, one learning rate and one hidden size")
-    for lr in lrs:
-        dataclasses.replace(base, lr=lr).validate()
-    base.validate()
+    if base.steps < 1:
+        raise ConfigError(f"a sweep needs --steps >= 1, got {base.steps}")
+    for h in n_hiddens:  # every combination is checked before anything trains
+        for lr in lrs:
+            for s in seeds:
+                dataclasses.replace(base, n_hidden=h, lr=lr, seed=s).validate()
     mesh = make_mesh(devices) if devices > 1 else None
     vocab, splits, data_info = _load_data(base, data)
     groups, curves = [], {}
@@ -143,10 +147,11 @@ def markdown(result: dict) -> str:
     lines = ["| n_hidden | lr | seeds | val mean ± std | val min–max | train mean | models at once | model-steps/s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     f = lambda v: "—" if v is None else f"{v:.4f}"
+    f0 = lambda v: "—" if v is None else f"{v:,.0f}"
     for g in result["groups"]:
         lines.append(f"| {g['n_hidden']} | {g['lr']} | {g['seeds']}" + (f" ({g['diverged']} diverged)" if g["diverged"] else "")
                      + f" | {f(g['val_mean'])} ± {g['val_std']:.4f} | {f(g['val_min'])}–{f(g['val_max'])} "
-                     f"| {f(g['train_mean'])} | {g['models_at_once']} | {g['model_steps_per_second']:,.0f} |")
+                     f"| {f(g['train_mean'])} | {g['models_at_once']} | {f0(g['model_steps_per_second'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -169,7 +174,7 @@ def plot(curves: dict, path: Path, base: Config, window: int = 1000) -> bool:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     return True
 
 
@@ -190,7 +195,7 @@ def add_sweep_args(p) -> None:
     p.add_argument("--n-hidden", default=None, help="hidden sizes, comma-separated: one group each")
     p.add_argument("--steps", type=int, default=None, help="steps per model (default: the model's)")
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--devices", type=int, default=1, help="shard the models across N devices")
+    p.add_argument("--devices", type=int, default=1, help="shard the models across N devices (default 1)")
     p.add_argument("--out", default="sweep", metavar="DIR", help="where sweep.json/.md/.png go (default sweep/)")
 
 

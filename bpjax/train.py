@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -38,7 +39,7 @@ from . import layers as L
 from . import mlp, wavenet
 from .data import Vocab, load_words, make_splits, resolve_data_path, sha256_of
 from .errors import BpjaxError, CheckpointError, ConfigError
-from .io import atomic_savez, atomic_write_json
+from .io import atomic_savefig, atomic_savez, atomic_write_json
 
 CHECKPOINT = "checkpoint.npz"
 HISTORY = "history.npz"
@@ -88,12 +89,14 @@ class Config:
             v = getattr(self, name)
             need(isinstance(v, int) and v > 0, f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
         need(self.batch_size >= 2, f"batch size must be >= 2 (batch norm divides by n - 1), got {self.batch_size}")
-        need(self.steps >= 0, f"steps must be >= 0, got {self.steps}")
+        need(0 <= self.steps < 2**31, f"steps must be between 0 and 2**31 - 1, got {self.steps}")
+        need(0 <= self.seed < 2**32 and 0 <= self.split_seed < 2**32,
+             f"seeds must be between 0 and 2**32 - 1, got {self.seed} and {self.split_seed}")
         need(math.isfinite(self.lr) and self.lr > 0, f"lr must be a positive number, got {self.lr}")
         need(math.isfinite(self.lr_decay_factor) and self.lr_decay_factor > 0,
              f"lr-decay-factor must be a positive number, got {self.lr_decay_factor}")
-        need(self.lr_decay_step is None or self.lr_decay_step >= 0,
-             f"lr-decay-step must be >= 0, got {self.lr_decay_step}")
+        need(self.lr_decay_step is None or 0 <= self.lr_decay_step < 2**31,
+             f"lr-decay-step must be between 0 and 2**31 - 1, got {self.lr_decay_step}")
         need(self.eval_every >= 0, f"eval-every must be >= 0, got {self.eval_every}")
         need(self.model in MODELS, f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
         need(self.grad in GRADS, f"grad must be one of {', '.join(GRADS)}, got {self.grad!r}")
@@ -108,12 +111,24 @@ class Config:
 
     @classmethod
     def from_json(cls, obj: dict) -> "Config":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(obj) - names
+        """A config read back from ``config.json``: every field type-checked and validated."""
+        if not isinstance(obj, dict):
+            raise CheckpointError("config.json is malformed: 'config' is not an object")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(obj) - set(fields)
         if unknown:
             raise CheckpointError(f"config.json has unknown keys {sorted(unknown)}; "
                                   "was it written by another version of bpjax?")
-        return cls(**obj)
+        kinds = {"model": str, "grad": str, "lr": (int, float), "lr_decay_factor": (int, float),
+                 "lr_decay_step": (int, type(None))}
+        for k, v in obj.items():
+            want = kinds.get(k, int)
+            if isinstance(v, bool) or not isinstance(v, want):
+                raise CheckpointError(f"config.json is malformed: {k} = {v!r}")
+        try:
+            return cls(**obj).validate()
+        except ConfigError as e:
+            raise CheckpointError(f"config.json is invalid: {e}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,11 +289,17 @@ def make_train_chunk(grad_fn: Callable, tx: optax.GradientTransformation, batch_
 # --------------------------------------------------------------------------------------------
 # Eval: batch-norm calibration on the whole training set, then split losses
 # --------------------------------------------------------------------------------------------
+@functools.cache
+def _loss_sum(model: str):
+    """Jitted ``sum of eval-mode cross-entropy`` over rows, one per model (compiled once per shape)."""
+    logits_eval = MODELS[model].logits_eval
+    return jax.jit(lambda p, st, X, Y: L.cross_entropy_plain(logits_eval(p, st, X), Y) * X.shape[0])
+
+
 def split_losses(model: str, params, stats, splits: dict, names=("train", "val", "test"),
                  rows: int = 32768) -> dict:
     """Eval-mode mean cross-entropy per split (the notebook's ``split_loss``), in row chunks."""
-    loss_sum = jax.jit(lambda p, st, X, Y: L.cross_entropy_plain(MODELS[model].logits_eval(p, st, X), Y)
-                       * X.shape[0])
+    loss_sum = _loss_sum(model)
     out = {}
     for k in names:
         X, Y = splits[k]
@@ -384,11 +405,11 @@ def _unflat(z: dict, prefix: str, template, path: Path, what: str):
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
 
 
-def save_checkpoint(run_dir: Path, params, opt_state, state, key_data, step: int, bn_stats) -> None:
-    """Params, optimizer state, model state, RNG key, step and eval statistics in one ``.npz``,
-    written atomically (temp file + rename)."""
+def save_checkpoint(run_dir: Path, params, opt_state, state, key_data, step: int, bn_stats, history) -> None:
+    """Params, optimizer state, model state, RNG key, step, eval statistics and the loss history up
+    to ``step``, in one ``.npz`` written atomically (temp file + rename): they cannot disagree."""
     arrays = {**_flat("params", params), **_flat("opt", opt_state), **_flat("state", state),
-              **_flat("bn", bn_stats)}
+              **_flat("bn", bn_stats), **{f"history/{k}": np.asarray(v) for k, v in history.items()}}
     arrays.update(key=np.asarray(key_data), step=np.asarray(step, np.int64),
                   format=np.asarray(CHECKPOINT_FORMAT))
     atomic_savez(run_dir / CHECKPOINT, **arrays)
@@ -408,11 +429,12 @@ def _load_npz(path: Path) -> dict:
 def load_checkpoint(run_dir: Path, cfg: Config, vocab: Vocab):
     """Read and check a checkpoint against the config.
 
-    Returns ``(params, opt_state, state, key_data, step, bn_stats)``.
+    Returns ``(params, opt_state, state, key_data, step, bn_stats, history)``.
     """
     path = run_dir / CHECKPOINT
     z = _load_npz(path)
-    if int(z.get("format", -1)) != CHECKPOINT_FORMAT:
+    fmt = z.get("format")
+    if fmt is None or fmt.shape != () or fmt.dtype.kind not in "iu" or int(fmt) != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} has an unknown format; it was not written by this bpjax")
     spec = MODELS[cfg.model]
     p_tmpl, s_tmpl = jax.eval_shape(lambda: init_model(cfg, vocab.size, jax.random.key(0)))
@@ -421,15 +443,26 @@ def load_checkpoint(run_dir: Path, cfg: Config, vocab: Vocab):
     state = _unflat(z, "state", s_tmpl, path, "model state")
     X1 = jax.ShapeDtypeStruct((2, cfg.block_size), jnp.int32)
     bn = _unflat(z, "bn", jax.eval_shape(spec.eval_stats, p_tmpl, s_tmpl, X1), path, "eval statistic")
-    try:
-        key_data, step = z["key"], int(z["step"])
-    except KeyError as e:
-        raise CheckpointError(f"{path} lacks {e.args[0]!r}; it is incomplete") from None
+    key_data, step = z.get("key"), z.get("step")
+    if step is None or step.shape != () or step.dtype.kind not in "iu":
+        raise CheckpointError(f"{path}: 'step' is missing or not an integer; the checkpoint is damaged")
+    step = int(step)
+    want_key = np.asarray(jax.random.key_data(jax.random.key(0)))
+    if key_data is None or key_data.shape != want_key.shape or key_data.dtype != want_key.dtype:
+        raise CheckpointError(f"{path}: the RNG key is missing or malformed; the checkpoint is damaged")
     if not 0 <= step <= cfg.steps:
         raise CheckpointError(f"{path}: step {step} is outside the run's 0..{cfg.steps}")
+    history = {}
+    for k, kind in (("lossi", "f"), ("eval_steps", "iu"), ("eval_val", "f")):
+        a = z.get(f"history/{k}")
+        if a is None or a.ndim != 1 or (a.size and a.dtype.kind not in kind):
+            raise CheckpointError(f"{path}: the loss history ({k}) is missing or malformed")
+        history[k] = a
+    if len(history["lossi"]) != step or len(history["eval_steps"]) != len(history["eval_val"]):
+        raise CheckpointError(f"{path}: the loss history does not match step {step}; the checkpoint is damaged")
     if not all(np.isfinite(np.asarray(v)).all() for v in jax.tree_util.tree_leaves(params)):
         raise CheckpointError(f"{path} holds non-finite parameters")
-    return params, opt_state, state, key_data, step, bn
+    return params, opt_state, state, key_data, step, bn, history
 
 
 def _read_json(path: Path) -> dict:
@@ -447,19 +480,20 @@ def load_run(run_dir) -> Run:
     if not d.is_dir():
         raise CheckpointError(f"run directory {str(d)!r} does not exist")
     meta = _read_json(d / "config.json")
-    try:
-        cfg = Config.from_json(meta["config"])
-    except (KeyError, TypeError):
-        raise CheckpointError(f"{d / 'config.json'} is malformed: no valid 'config' entry") from None
+    cfg = Config.from_json(meta.get("config") if isinstance(meta, dict) else None)
     vocab = Vocab.from_json(_read_json(d / "vocab.json"))
-    params, opt_state, state, key_data, step, bn = load_checkpoint(d, cfg, vocab)
+    params, opt_state, state, key_data, step, bn, history = load_checkpoint(d, cfg, vocab)
     metrics = _read_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
-    h = _load_npz(d / HISTORY) if (d / HISTORY).is_file() else {}
-    history = {k: h.get(k, np.zeros(0, np.float32)) for k in ("lossi", "eval_steps", "eval_val")}
-    if len(history["lossi"]) != step:
-        raise CheckpointError(f"{d / HISTORY} has {len(history['lossi'])} steps, the checkpoint {step}; "
-                              "the run directory is inconsistent")
     return Run(params, bn, vocab, cfg, metrics, history, d, opt_state, key_data, step, state)
+
+
+def _data_info(run_dir: Path) -> dict:
+    """The data file a run trained on, from its config.json: ``{"path", "sha256", "words"}``."""
+    info = _read_json(run_dir / "config.json").get("data")
+    if not isinstance(info, dict) or not all(isinstance(info.get(k), str) for k in ("path", "sha256")):
+        raise CheckpointError(f"{run_dir / 'config.json'} does not say which data file the run used; "
+                              "it is damaged")
+    return info
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,7 +544,12 @@ class TrainingDiverged(BpjaxError):
 
 
 def _new_run_dir() -> Path:
-    return Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    """``runs/<timestamp>``, with a suffix if another run started in the same second."""
+    base = Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    d, i = base, 1
+    while d.exists():
+        d, i = base.with_name(f"{base.name}-{i}"), i + 1
+    return d
 
 
 def _segments(start: int, end: int, cut_every: list[int]) -> list[tuple[int, int]]:
@@ -523,8 +562,8 @@ def _segments(start: int, end: int, cut_every: list[int]) -> list[tuple[int, int
     return list(zip(pts[:-1], pts[1:]))
 
 
-def _load_data(cfg: Config, data_path=None, expect_sha=None):
-    path = resolve_data_path(data_path)
+def _load_data(cfg: Config, data_path=None, expect_sha=None, source: str = "--data"):
+    path = resolve_data_path(data_path, source=source)
     words = load_words(path)
     sha = sha256_of(path)
     if expect_sha is not None and sha != expect_sha:
@@ -553,20 +592,24 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
     from .distributed import check_batch, local_value, make_mesh, replicate, to_local
 
     t_wall = time.perf_counter()
+    if not isinstance(devices, int) or devices < 1:
+        raise ConfigError(f"--devices must be a positive integer, got {devices!r}")
     mesh = make_mesh(devices) if devices > 1 or jax.process_count() > 1 else None
     is_main = jax.process_index() == 0
     resumed_from = None
     if resume is not None:
-        if cfg is not None:
-            raise ConfigError("a resumed run keeps its own configuration; pass no config with resume")
+        if cfg is not None or stop_at is not None or out is not None:
+            raise ConfigError("a resumed run keeps its own configuration, directory and steps; "
+                              "pass no config, stop_at or out with resume")
         prev = load_run(resume)
         cfg, run_dir = prev.config, Path(resume)
+        if prev.step == cfg.steps:
+            raise ConfigError(f"{run_dir} is already complete ({cfg.steps:,} steps); nothing to resume")
         if mesh is not None:
             check_batch(mesh, cfg.batch_size)
-        meta = _read_json(run_dir / "config.json")
-        vocab, splits, data_info = _load_data(cfg, data or meta["data"]["path"], meta["data"]["sha256"])
-        if vocab != prev.vocab:
-            raise CheckpointError(f"the data's vocabulary differs from {run_dir / 'vocab.json'}")
+        recorded = _data_info(run_dir)
+        vocab, splits, data_info = _load_data(cfg, data or recorded["path"], recorded["sha256"],
+                                              source="--data" if data else f"{run_dir / 'config.json'}")
         params, opt_state, state, step = prev.params, prev.opt_state, prev.state, prev.step
         key_data = np.asarray(prev.key_data)
         lossi = list(np.asarray(prev.history["lossi"], np.float32))
@@ -579,7 +622,7 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
         vocab, splits, data_info = _load_data(cfg, data)
         run_dir = None if out is False else Path(out) if out is not None else _new_run_dir()
         if run_dir is not None:
-            if (run_dir / CHECKPOINT).exists():
+            if (run_dir / CHECKPOINT).exists() or (run_dir / "config.json").exists():
                 raise ConfigError(f"{run_dir} already holds a run; resume it with --resume {run_dir} "
                                   "or choose another --out")
             if run_dir.exists() and not run_dir.is_dir():
@@ -590,7 +633,10 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
         opt_state = make_optimizer(cfg).init(params)
         step, lossi, evals = 0, [], []
         if run_dir is not None:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"cannot create the run directory {run_dir}: {e.strerror}") from None
             atomic_write_json(run_dir / "config.json", {
                 "config": cfg.to_json(), "data": data_info, "environment": environment(),
                 "parallel": {"mesh_devices": mesh.size if mesh is not None else 1, "devices_per_process": devices,
@@ -631,13 +677,16 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
         bn = spec.eval_stats(p, st, Xtr_host)
         return bn, split_losses(cfg.model, p, bn, splits, names)
 
-    def checkpoint():
+    def checkpoint(bn=None):
+        """Checkpoint (with the history up to ``step``) and history.npz; process 0 only."""
         if run_dir is not None and is_main:
             p, st = to_local(params), to_local(state)
-            save_checkpoint(run_dir, p, to_local(opt_state), st, key_data, step, spec.eval_stats(p, st, Xtr_host))
-            atomic_savez(run_dir / HISTORY, lossi=np.asarray(lossi, np.float32),
-                         eval_steps=np.asarray([s for s, _ in evals], np.int64),
-                         eval_val=np.asarray([v for _, v in evals], np.float64))
+            bn = spec.eval_stats(p, st, Xtr_host) if bn is None else bn
+            history = {"lossi": np.asarray(lossi, np.float32),
+                       "eval_steps": np.asarray([s for s, _ in evals], np.int64),
+                       "eval_val": np.asarray([v for _, v in evals], np.float64)}
+            save_checkpoint(run_dir, p, to_local(opt_state), st, key_data, step, bn, history)
+            atomic_savez(run_dir / HISTORY, **history)  # the same history, for readers of the directory
 
     print_every = min(10_000, max(1, cfg.steps // 10))
     progress = Progress(cfg.steps, step, print_every, out=sys.stdout if verbose else None,
@@ -692,7 +741,7 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
     bn, ev = calibrate_and_eval(("train", "val", "test"))
     if step == cfg.steps and (not evals or evals[-1][0] != step):
         evals.append((step, ev["val_loss"]))
-    checkpoint()
+    checkpoint(bn)
     status = "interrupted" if interrupted else ("complete" if step == cfg.steps else "stopped")
     metrics = {
         **ev, "status": status, "steps": step, "steps_run": steps_run,
@@ -765,7 +814,5 @@ def plot_history(history: dict, path, title: str = "", window: int = 1000) -> bo
     fig = loss_figure(history, title, window)
     if fig is None:
         return False
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    atomic_savefig(fig, path, dpi=110)
     return True

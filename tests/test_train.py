@@ -14,7 +14,8 @@ import pytest
 from bpjax import mlp
 from bpjax.check import compare
 from bpjax.errors import CheckpointError, ConfigError
-from bpjax.train import Config, TrainingDiverged, fit, load_run, sgd_step_decay, _segments
+from bpjax.train import (Config, TrainingDiverged, _segments, fit, gradient_fn, load_run, sample_batches,
+                         sgd_step_decay)
 
 SMALL = dict(n_hidden=32, steps=600, chunk=250)
 
@@ -47,12 +48,15 @@ def test_manual_gradients_equal_jax_grad_during_training(names_path, tmp_path, a
     """The notebook's bug (stale bn_raw / bn_var_inv) would fail this after step 0."""
     run = fit(Config(steps=max(at_step, 1), chunk=500), data=names_path, out=False, stop_at=at_step,
               verbose=False, save_plot=False)
-    Xtr, Ytr = run_splits(names_path)["train"]
-    ix = jax.random.randint(jax.random.key(123), (32,), 0, Xtr.shape[0])
-    X, Y = jnp.asarray(Xtr)[ix], jnp.asarray(Ytr)[ix]
-    t = compare(jax.grad(mlp.loss_manual)(run.params, X, Y), jax.grad(mlp.loss)(run.params, X, Y), mlp.PARAM_KEYS)
+    Xtr, Ytr = (jnp.asarray(a) for a in run_splits(names_path)["train"])
+    # the very minibatch and gradient functions the training step uses at this step
+    key = jax.random.wrap_key_data(jnp.asarray(run.key_data))
+    X, Y = (a[0] for a in sample_batches(key, jnp.array([at_step], jnp.int32), Xtr, Ytr, 32))
+    (l_m, _), g_m = gradient_fn("mlp", "manual")(run.params, run.state, X, Y)
+    (l_a, _), g_a = gradient_fn("mlp", "autodiff")(run.params, run.state, X, Y)
+    t = compare(g_m, g_a, mlp.PARAM_KEYS)
     assert t.ok, str(t)
-    assert run.step == at_step
+    assert l_m == l_a and run.step == at_step
 
 
 def run_splits(names_path):
@@ -67,7 +71,8 @@ def test_short_training_lowers_the_loss_and_writes_the_run_dir(names_path, tmp_p
     run = fit(small(steps=400, eval_every=200), data=names_path, out=out, verbose=False)
     assert set(os.listdir(out)) >= {"config.json", "metrics.json", "vocab.json", "checkpoint.npz",
                                     "history.npz", "loss.png"}
-    assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
+    assert not [f for f in os.listdir(out) if ".tmp" in f]
+    assert all((os.stat(out / f).st_mode & 0o777) == 0o644 for f in os.listdir(out))  # not mkstemp's 0600
     m = json.loads((out / "metrics.json").read_text())
     for k in ("train_loss", "val_loss", "test_loss", "steps", "steps_per_second", "compile_seconds",
               "wall_seconds", "grad", "seed", "n_params"):
@@ -115,7 +120,7 @@ def test_stop_and_resume_equals_straight(names_path, tmp_path):
 
 @pytest.mark.parametrize("kw, needle", [
     (dict(batch_size=1), "batch size must be >= 2"),
-    (dict(steps=-1), "steps must be >= 0"),
+    (dict(steps=-1), "steps must be between 0"),
     (dict(n_hidden=0), "n-hidden must be a positive integer"),
     (dict(lr=0.0), "lr must be a positive"),
     (dict(lr=float("nan")), "lr must be a positive"),
@@ -207,3 +212,80 @@ def test_ctrl_c_checkpoints_and_exits_130(names_path, tmp_path):
     run = load_run(out)
     assert 10_000 <= run.step < 100_000_000 and run.metrics["status"] == "interrupted"
     assert len(run.history["lossi"]) == run.step
+
+
+# --- damaged run directories: one line each, never a traceback ------------------------------
+@pytest.fixture(scope="module")
+def good_run(names_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("good") / "run"
+    fit(Config(n_hidden=16, steps=300, chunk=100), data=names_path, out=out, stop_at=200, verbose=False,
+        save_plot=False)
+    return out
+
+
+def _damage(src, dst, what):
+    import shutil
+
+    shutil.copytree(src, dst)
+    if what.startswith("config:"):
+        key, value = what[len("config:"):].split("=")
+        meta = json.loads((dst / "config.json").read_text())
+        meta["config"][key] = json.loads(value)
+        (dst / "config.json").write_text(json.dumps(meta))
+    elif what == "config-no-data":
+        meta = json.loads((dst / "config.json").read_text())
+        del meta["data"]
+        (dst / "config.json").write_text(json.dumps(meta))
+    elif what == "vocab":
+        (dst / "vocab.json").write_text('{"itos": [".", "ab"]}')
+    elif what == "not-json":
+        (dst / "config.json").write_text("{nope")
+    else:  # an entry of checkpoint.npz replaced
+        key, value = what.split("=")
+        z = dict(np.load(dst / "checkpoint.npz"))
+        z[key] = np.asarray(json.loads(value))
+        np.savez(dst / "checkpoint.npz", **z)
+
+
+@pytest.mark.parametrize("what, needle", [
+    ("config:model=\"foo\"", "model must be one of"),
+    ("config:n_hidden=\"8\"", "malformed"),
+    ("config:steps=100", "outside the run's"),
+    ("config-no-data", "which data file"),
+    ("not-json", "not valid JSON"),
+    ("vocab", "malformed"),
+    ("step=[1, 2]", "'step'"),
+    ("key=[1, 2, 3]", "RNG key"),
+    ("history/lossi=3.0", "loss history"),
+    ("history/eval_val=[1.0, 2.0, 3.0]", "loss history"),
+])
+def test_damaged_run_directory_is_one_line(good_run, tmp_path, what, needle):
+    bad = tmp_path / "bad"
+    _damage(good_run, bad, what)
+    commands = [["train", "--resume", str(bad)]]
+    if what != "config-no-data":  # sampling needs no data file
+        commands.append(["sample", "--run", str(bad)])
+    for args in commands:
+        r = cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert needle in r.stderr, r.stderr
+
+
+def test_resuming_a_complete_run_is_an_error(names_path, tmp_path):
+    out = tmp_path / "done"
+    fit(Config(n_hidden=16, steps=50, chunk=50), data=names_path, out=out, verbose=False, save_plot=False)
+    with pytest.raises(ConfigError, match="already complete"):
+        fit(resume=out, verbose=False)
+
+
+def test_unwritable_paths_are_one_line(names_path, tmp_path):
+    (tmp_path / "file").write_text("x")
+    r = cli("train", "--data", str(names_path), "--steps", "10", "--out", str(tmp_path / "file" / "run"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    r = cli("check", "--data", str(names_path), "--json", str(tmp_path))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    r = cli("train", "--data", str(names_path), "--steps", "5000000000")
+    assert r.returncode == 2 and "2**31" in r.stderr
+    r = cli("sample", "--run", str(tmp_path), "--seed", "100000000000000000000000")
+    assert r.returncode == 2 and "seed" in r.stderr and len(r.stderr.strip().splitlines()) == 1
