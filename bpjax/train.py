@@ -503,7 +503,7 @@ class Progress:
     def __init__(self, total: int, start: int, every: int, out=sys.stdout, bar=None):
         self.total, self.every, self.out = total, max(1, every), out
         self.bar = sys.stderr.isatty() if bar is None else bar
-        self.t0, self.s0 = time.perf_counter(), start
+        self.s0 = start
 
     def lines(self, step0: int, losses: np.ndarray) -> None:
         """Print ``  10000/ 200000: 2.4803`` for each multiple of ``every`` in this chunk."""
@@ -514,12 +514,12 @@ class Progress:
         for i in range(first, step0 + len(losses), self.every):
             print(f"{i:7d}/{self.total:7d}: {losses[i - step0]:.4f}", file=self.out, flush=True)
 
-    def update(self, step: int) -> None:
+    def update(self, step: int, train_seconds: float) -> None:
+        """Redraw the bar; the rate and ETA count training time only (not compiling, not eval)."""
         if not self.bar or self.total == 0:
             return
         frac = step / self.total
-        el = time.perf_counter() - self.t0
-        rate = (step - self.s0) / el if el > 0 else 0.0
+        rate = (step - self.s0) / train_seconds if train_seconds > 0 else 0.0
         eta = (self.total - step) / rate if rate > 0 else float("nan")
         w = 30
         bar = "#" * int(w * frac) + "-" * (w - int(w * frac))
@@ -730,7 +730,7 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
             if time.perf_counter() - last_ckpt > CHECKPOINT_SECONDS and step < end:
                 checkpoint()
                 last_ckpt = time.perf_counter()
-            progress.update(step)
+            progress.update(step, exec_s)
             if interrupted:
                 break
     finally:
