@@ -643,7 +643,6 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
                              "process_count": jax.process_count(), "process_index": jax.process_index()}})
             atomic_write_json(run_dir / "vocab.json", vocab.to_json())
 
-    cfg.validate()
     Xtr_host, _ = splits["train"]
     Xtr, Ytr = (jnp.asarray(a) for a in splits["train"])
     if mesh is not None:

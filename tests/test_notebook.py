@@ -1,35 +1,22 @@
 """experiments/backprop.ipynb runs end to end from a clean kernel, in experiments/ as Jupyter would."""
-import os
 from pathlib import Path
-
-import pytest
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "experiments" / "backprop.ipynb"
 
 
-def _need(module):
-    try:
-        return __import__(module)
-    except ImportError:
-        msg = f"{module} is not installed: pip install -e '.[notebook]'"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
-def test_committed_notebook_has_no_outputs():
-    nbformat = _need("nbformat")
+def test_committed_notebook_has_no_outputs(require):
+    nbformat = require("nbformat")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, "strip the outputs before committing"
 
 
-def test_notebook_executes(names_path):
-    nbformat = _need("nbformat")
-    nbclient = _need("nbclient")
-    _need("ipykernel")
-    _need("matplotlib")
+def test_notebook_executes(names_path, require):
+    nbformat = require("nbformat")
+    nbclient = require("nbclient")
+    require("ipykernel")
+    require("matplotlib")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOK.parent)}})
