@@ -94,7 +94,8 @@ class Table:
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.rows)
+        """Every row passes, and there is at least one: an empty table checks nothing."""
+        return bool(self.rows) and all(r.ok for r in self.rows)
 
     def __iter__(self):
         return iter(self.rows)
@@ -142,7 +143,11 @@ def compare(manual: dict, oracle: dict, names=None, *, table: str = "", title: s
     A name missing from either side raises ``KeyError``: a silently skipped row would be a check
     that cannot fail.
     """
-    names = list(manual) if names is None else list(names)
+    if names is None:
+        if set(manual) != set(oracle):
+            missing = sorted(set(manual) ^ set(oracle))
+            raise KeyError(f"names on one side only: {missing}")
+        names = list(manual)
     rows = [compare_arrays(k, manual[k], oracle[k], table) for k in names]
     dt = str(np.result_type(*[np.asarray(oracle[k]).dtype for k in names])) if names else ""
     return Table(title or table or "comparison", rows, dt)
@@ -167,11 +172,14 @@ def check_vjp(f_manual, f_ref, args, *, argnames=None, cotangent=None, key=None,
     if len(argnames) != len(args):
         raise ValueError(f"{len(argnames)} argnames for {len(args)} args")
     diff_idx = [i for i, a in enumerate(args) if jnp.issubdtype(a.dtype, jnp.floating)]
+    if not diff_idx:
+        raise ValueError("check_vjp needs at least one floating-point argument to differentiate; "
+                         f"got dtypes {[str(a.dtype) for a in args]}")
 
     def on_floats(f):
         def g(*floats):
             full = list(args)
-            for i, x in zip(diff_idx, floats):
+            for i, x in zip(diff_idx, floats, strict=True):
                 full[i] = x
             return f(*full)
         return g
@@ -192,4 +200,77 @@ def check_vjp(f_manual, f_ref, args, *, argnames=None, cotangent=None, key=None,
 
     g_man, g_ref = pullbacks(floats, cotangent)
     names = [argnames[i] for i in diff_idx]
-    return compare(dict(zip(names, g_man)), dict(zip(names, g_ref)), table=table, title=title)
+    return compare(dict(zip(names, g_man, strict=True)), dict(zip(names, g_ref, strict=True)), table=table, title=title)
+
+
+# --------------------------------------------------------------------------------------------
+# Building tables: named pytree leaves, zero taps, layer-by-layer and whole-model checks
+# --------------------------------------------------------------------------------------------
+def tree_names(tree) -> dict:
+    """``{"stages/0/W": leaf, ...}``: a pytree's leaves under ``/``-joined path names, in order."""
+    def name(path):
+        return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+    return {name(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+class Tap:
+    """Named intermediates of a forward, each with an optional "tap" added to it.
+
+    ``x = tap("h", jnp.tanh(h_preact))`` records ``x`` under ``"h"`` and returns it plus
+    ``taps["h"]`` when one is given. With zero taps the values are unchanged and ``jax.grad`` with
+    respect to a tap is the gradient with respect to that intermediate: JAX's stand-in for
+    PyTorch's ``retain_grad``. A forward written against ``tap`` serves training (the identity
+    :data:`NO_TAP`), the exercise-1 tables and the layer tables alike.
+    """
+
+    def __init__(self, taps: dict | None = None):
+        self.taps, self.values = taps or {}, {}
+
+    def __call__(self, name: str, value):
+        if name in self.taps:
+            value = value + self.taps[name]
+        self.values[name] = value
+        return value
+
+
+def NO_TAP(name: str, value):  # noqa: N802  (a constant-like default, used as ``tap=NO_TAP``)
+    """The identity tap: a forward run for training records nothing."""
+    return value
+
+
+def tap_grads(loss_fn, *args, names=None):
+    """``loss_fn(tap, *args) -> scalar``, differentiated at every tapped intermediate.
+
+    Returns ``(loss, values, d_values, d_args)``: ``values[name]`` each intermediate,
+    ``d_values[name]`` the gradient of the loss with respect to it (through zero taps; only for
+    ``names`` when given), ``d_args`` the gradients with respect to ``args`` (``jax.grad``'s).
+    """
+    def run(taps, *args):
+        t = Tap(taps)
+        return loss_fn(t, *args), t.values
+
+    shapes = jax.eval_shape(lambda *a: run({}, *a)[1], *args)
+    zero = {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items() if names is None or k in names}
+    grad = jax.value_and_grad(run, argnums=tuple(range(len(args) + 1)), has_aux=True)
+    (loss, values), (d_values, *d_args) = jax.jit(grad)(zero, *args)
+    return loss, values, d_values, tuple(d_args)
+
+
+def vjp_table(title: str, checks, *, table: str = "layers", dtype: str = "") -> Table:
+    """One table from many :func:`check_vjp` calls: ``checks`` yields ``(f_manual, f_plain, args,
+    argnames, cotangent)``, each one layer on the activations it saw, pulled back with the
+    oracle's upstream gradient ``cotangent`` (``None``: a scalar output's 1)."""
+    rows = []
+    for f_man, f_ref, args, names, cot in checks:
+        rows += check_vjp(f_man, f_ref, args, argnames=names, cotangent=cot, table=table).rows
+    return Table(title, rows, dtype)
+
+
+def model_table(loss_manual, loss, params, *args, names=None, title: str = "whole model: grad(loss_manual) vs "
+                "grad(loss)") -> Table:
+    """``jax.grad(loss_manual)`` against ``jax.grad(loss)`` (the oracle) at ``params``, one row per
+    parameter (``names``: their order; default every leaf, named by :func:`tree_names`).
+    Both losses are ``(params, *args) -> scalar``."""
+    g_man = tree_names(jax.jit(jax.grad(loss_manual))(params, *args))
+    g_ref = tree_names(jax.jit(jax.grad(loss))(params, *args))
+    return compare(g_man, g_ref, names, table="model", title=title)

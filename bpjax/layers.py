@@ -6,8 +6,10 @@ Each layer comes twice:
 * ``<layer>`` — the same forward wrapped in ``jax.custom_vjp``, whose ``bwd`` is the formula
   derived in the notebook. Residuals are named after the notebook's variables.
 
-Because the custom forward *is* the plain forward, a model built from either computes the same
-value; only the backward differs. :data:`PLAIN` and :data:`MANUAL` bundle the two sets so a model
+Each custom layer is built *from* its plain twin (``jax.custom_vjp(<layer>_plain)``, see
+:func:`with_backward`): its forward is the plain function itself, not a restated body, so a model
+built from either set computes the same value and only the backward differs. :data:`PLAIN` and
+:data:`MANUAL` bundle the two sets so a model
 is written once (see ``bpjax.mlp``) and ``--grad manual|autodiff`` is one swap.
 
 Shapes: ``B`` batch rows (any number of leading axes where noted), ``T`` context length,
@@ -17,8 +19,8 @@ Shapes: ``B`` batch rows (any number of leading axes where noted), ``T`` context
 from __future__ import annotations
 
 import math
-from functools import partial
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +28,20 @@ import jax.numpy as jnp
 from .errors import ConfigError
 
 BN_EPS = 1e-5
+
+
+def with_backward(plain: Callable, fwd: Callable, bwd: Callable, *, nondiff_argnums=(), doc: str = ""):
+    """``plain`` wrapped in ``jax.custom_vjp`` with the hand-written rule ``(fwd, bwd)``.
+
+    The primal function *is* ``plain`` (``layer.fun is plain``): only the backward is new. ``fwd``
+    returns ``(plain's output, residuals)``; ``bwd(residuals, d_out)`` returns one cotangent per
+    argument (``None`` for an integer one).
+    """
+    f = jax.custom_vjp(plain, nondiff_argnums=nondiff_argnums)
+    f.defvjp(fwd, bwd)
+    f.__name__ = f.__qualname__ = plain.__name__.removesuffix("_plain")
+    f.__doc__ = doc
+    return f
 
 
 # --------------------------------------------------------------------------------------------
@@ -51,12 +67,6 @@ def cross_entropy_plain(logits, Y):
     return _cross_entropy_parts(logits, Y)[0]
 
 
-@jax.custom_vjp
-def cross_entropy(logits, Y):
-    """:func:`cross_entropy_plain` with the fused backward ``(probs - one_hot(Y)) / n``."""
-    return cross_entropy_plain(logits, Y)
-
-
 def _cross_entropy_fwd(logits, Y):
     loss, probs = _cross_entropy_parts(logits, Y)
     return loss, (probs, Y)
@@ -69,7 +79,8 @@ def _cross_entropy_bwd(res, d_loss):
     return d_logits, None  # Y is an integer input: no cotangent
 
 
-cross_entropy.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
+cross_entropy = with_backward(cross_entropy_plain, _cross_entropy_fwd, _cross_entropy_bwd, doc="""
+:func:`cross_entropy_plain` with the fused backward ``(probs - one_hot(Y)) / n``.""")
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,12 +117,6 @@ def batchnorm_plain(h_pre_bn, bngain, bnbias):
     return _batchnorm_parts(h_pre_bn, bngain, bnbias)[0]
 
 
-@jax.custom_vjp
-def batchnorm(h_pre_bn, bngain, bnbias):
-    """:func:`batchnorm_plain` with the notebook's one-line backward for ``h_pre_bn``."""
-    return batchnorm_plain(h_pre_bn, bngain, bnbias)
-
-
 def _batchnorm_fwd(h_pre_bn, bngain, bnbias):
     h_preact, bn_raw, bn_var_inv = _batchnorm_parts(h_pre_bn, bngain, bnbias)
     return h_preact, (bn_raw, bn_var_inv, bngain, bnbias)
@@ -128,7 +133,17 @@ def _batchnorm_bwd(res, d_h_preact):
     return d_h_pre_bn, d_bngain_full.reshape(bngain.shape), d_bnbias_full.reshape(bnbias.shape)
 
 
-batchnorm.defvjp(_batchnorm_fwd, _batchnorm_bwd)
+batchnorm = with_backward(batchnorm_plain, _batchnorm_fwd, _batchnorm_bwd, doc="""
+:func:`batchnorm_plain` with the notebook's one-line backward for ``h_pre_bn``.""")
+
+
+def batchnorm_eval(h_pre_bn, bngain, bnbias, bnmean, bnvar):
+    """Eval-mode batch norm: fixed statistics (a calibration's or running ones) instead of the batch's.
+
+    ``bngain * (h_pre_bn - bnmean) * (bnvar + eps)^-1/2 + bnbias``; every argument broadcasts to
+    ``h_pre_bn`` [..., H]. The one eval-mode batch norm of every model.
+    """
+    return bngain * (h_pre_bn - bnmean) * (bnvar + BN_EPS) ** -0.5 + bnbias
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,14 +154,8 @@ def tanh_plain(x):
     return jnp.tanh(x)
 
 
-@jax.custom_vjp
-def tanh(x):
-    """:func:`tanh_plain` with the backward ``(1 - h**2) * d_h``, reusing the output ``h``."""
-    return jnp.tanh(x)
-
-
 def _tanh_fwd(x):
-    h = jnp.tanh(x)
+    h = tanh_plain(x)
     return h, h
 
 
@@ -154,7 +163,8 @@ def _tanh_bwd(h, d_h):
     return ((1.0 - h**2) * d_h,)
 
 
-tanh.defvjp(_tanh_fwd, _tanh_bwd)
+tanh = with_backward(tanh_plain, _tanh_fwd, _tanh_bwd, doc="""
+:func:`tanh_plain` with the backward ``(1 - h**2) * d_h``, reusing the output ``h``.""")
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,15 +174,6 @@ def linear_plain(x, W, b=None):
     """``x`` [..., K] @ ``W`` [K, N] (+ ``b`` [N]) -> [..., N]. ``b=None``: no bias."""
     y = x @ W
     return y if b is None else y + b
-
-
-@jax.custom_vjp
-def linear(x, W, b=None):
-    """:func:`linear_plain` with the backward ``(d_y @ W.T, x.T @ d_y, d_y.sum(0))``.
-
-    Leading axes of ``x`` (batch, time) are rows for the weight and bias gradients.
-    """
-    return linear_plain(x, W, b)
 
 
 def _linear_fwd(x, W, b=None):
@@ -192,7 +193,10 @@ def _linear_bwd(res, d_y):
     return d_x, d_W, None if no_bias else d_y2.sum(0)
 
 
-linear.defvjp(_linear_fwd, _linear_bwd)
+linear = with_backward(linear_plain, _linear_fwd, _linear_bwd, doc="""
+:func:`linear_plain` with the backward ``(d_y @ W.T, x.T @ d_y, d_y.sum(0))``.
+
+Leading axes of ``x`` (batch, time) are rows for the weight and bias gradients.""")
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,21 +217,17 @@ def flatten_consecutive_plain(x, n: int):
     return x.reshape(_flat_shape(x, n))
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(1,))
-def flatten_consecutive(x, n: int):
-    """:func:`flatten_consecutive_plain` with the backward "reshape the gradient back"."""
-    return x.reshape(_flat_shape(x, n))
-
-
 def _flatten_fwd(x, n):
-    return x.reshape(_flat_shape(x, n)), x.shape
+    return flatten_consecutive_plain(x, n), x.shape
 
 
 def _flatten_bwd(n, x_shape, d_y):
     return (d_y.reshape(x_shape),)
 
 
-flatten_consecutive.defvjp(_flatten_fwd, _flatten_bwd)
+flatten_consecutive = with_backward(flatten_consecutive_plain, _flatten_fwd, _flatten_bwd, nondiff_argnums=(1,),
+                                    doc="""
+:func:`flatten_consecutive_plain` with the backward "reshape the gradient back".""")
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,18 +238,9 @@ def embedding_plain(C, X):
     return C[X]
 
 
-@jax.custom_vjp
-def embedding(C, X):
-    """:func:`embedding_plain` with the backward a scatter-add of ``d_emb`` into ``d_C``.
-
-    This is the notebook's double loop ``d_C[X[i, j]] += d_emb[i, j]`` as one scatter-add.
-    """
-    return C[X]
-
-
 def _embedding_fwd(C, X):
     # C itself is kept only for its shape and dtype (no copy is made under jit).
-    return C[X], (C, X)
+    return embedding_plain(C, X), (C, X)
 
 
 def _embedding_bwd(res, d_emb):
@@ -258,7 +249,10 @@ def _embedding_bwd(res, d_emb):
     return d_C, None
 
 
-embedding.defvjp(_embedding_fwd, _embedding_bwd)
+embedding = with_backward(embedding_plain, _embedding_fwd, _embedding_bwd, doc="""
+:func:`embedding_plain` with the backward a scatter-add of ``d_emb`` into ``d_C``.
+
+This is the notebook's double loop ``d_C[X[i, j]] += d_emb[i, j]`` as one scatter-add.""")
 
 
 # --------------------------------------------------------------------------------------------

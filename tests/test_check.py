@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bpjax import layers as L
-from bpjax.check import check_vjp, compare, compare_arrays
+from bpjax.check import Table, Tap, check_vjp, compare, compare_arrays, tap_grads, tree_names
 
 
 def test_shape_mismatch_fails_even_when_broadcastable():
@@ -36,9 +36,31 @@ def test_nan_fails():
     assert not compare_arrays("x", np.array([1, np.nan, 1], np.float32), o).ok
 
 
-def test_missing_name_is_an_error():
+@pytest.mark.parametrize("manual, oracle", [
+    ({"a": np.ones(2)}, {"b": np.ones(2)}),
+    ({"a": np.ones(2)}, {"a": np.ones(2), "b": np.ones(2)}),  # a name only the oracle has
+    ({"a": np.ones(2), "b": np.ones(2)}, {"a": np.ones(2)}),  # a name only the manual side has
+])
+def test_a_name_missing_on_either_side_is_an_error(manual, oracle):
     with pytest.raises(KeyError):
-        compare({"a": np.ones(2)}, {"b": np.ones(2)})
+        compare(manual, oracle)
+
+
+def test_named_comparison_needs_every_name_on_both_sides():
+    with pytest.raises(KeyError):
+        compare({"a": np.ones(2)}, {"a": np.ones(2)}, names=["a", "b"])
+
+
+def test_an_empty_table_is_not_ok():
+    assert not Table("nothing", []).ok
+    assert not compare({}, {}).ok
+    assert "0/0 ok" in str(Table("nothing", []))
+
+
+def test_check_vjp_without_a_float_argument_is_an_error():
+    ids = jnp.arange(6).reshape(2, 3)
+    with pytest.raises(ValueError, match="floating-point"):
+        check_vjp(lambda X: X * 2, lambda X: X * 2, (ids,))
 
 
 def test_json_rows_and_repr():
@@ -62,3 +84,29 @@ def test_check_vjp_user_layer():
 
     wrong_tanh.defvjp(lambda x: (jnp.tanh(x), x), lambda x, g: ((1 - x**2) * g,))  # uses x, not h
     assert not check_vjp(wrong_tanh, jnp.tanh, (x,), argnames=["x"]).ok
+
+
+def test_taps_give_the_gradient_at_each_intermediate():
+    """d loss / d pre through a zero tap is (1 - h^2) * d loss / d h: checked by hand, in float64
+    (1 - h^2 cancels where |h| is near 1, so float32 would test the rounding, not the taps)."""
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(1), (4, 3), jnp.float64)
+        W = jax.random.normal(jax.random.key(2), (3, 2), jnp.float64)
+
+        def f(tap, W):
+            h = tap("h", jnp.tanh(tap("pre", x @ W)))
+            return (h**2).sum()
+
+        loss, values, d, (d_W,) = tap_grads(f, W)
+        h = jnp.tanh(x @ W)
+        np.testing.assert_allclose(values["h"], h, rtol=1e-14)
+        np.testing.assert_allclose(d["h"], 2 * h, rtol=1e-14)
+        np.testing.assert_allclose(d["pre"], (1 - h**2) * 2 * h, rtol=1e-12)
+        np.testing.assert_allclose(d_W, x.T @ d["pre"], rtol=1e-12)
+        assert loss == (h**2).sum()
+    assert Tap({"h": 1.0})("h", jnp.zeros(2)).tolist() == [1.0, 1.0]
+
+
+def test_tree_names():
+    tree = {"C": 1, "stages": [{"W": 2, "b": 3}], "out": (4,)}
+    assert tree_names(tree) == {"C": 1, "out/0": 4, "stages/0/W": 2, "stages/0/b": 3}

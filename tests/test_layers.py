@@ -59,7 +59,8 @@ def test_layer_matches_jax_grad(name, n, dtype):
             table = check_vjp(f_man, f_ref, args, argnames=names, key=jax.random.key(100 + seed))
             assert len(table) >= 1
             assert table.ok, str(table)
-            assert all(r.shape == np.shape(a) for r, a in zip(table, [a for a in args if jnp.issubdtype(a.dtype, jnp.floating)]))
+            floats = [a for a in args if jnp.issubdtype(a.dtype, jnp.floating)]
+            assert all(r.shape == np.shape(a) for r, a in zip(table, floats, strict=True))
 
 
 @pytest.mark.parametrize("name", list(LAYERS))
@@ -71,7 +72,7 @@ def test_layer_finite_differences_float64(name):
 
         def on_floats(*floats):
             full = list(args)
-            for i, x in zip(float_idx, floats):
+            for i, x in zip(float_idx, floats, strict=True):
                 full[i] = x
             return f(*full)
 
@@ -135,8 +136,9 @@ def _embedding_set_not_add(C, X):
     return C[X]
 
 
-_embedding_set_not_add.defvjp(lambda C, X: (C[X], (C, X)),
-                              lambda r, d: (jnp.zeros_like(r[0]).at[r[1].reshape(-1)].set(d.reshape(-1, r[0].shape[1])), None))
+_embedding_set_not_add.defvjp(
+    lambda C, X: (C[X], (C, X)),
+    lambda r, d: (jnp.zeros_like(r[0]).at[r[1].reshape(-1)].set(d.reshape(-1, r[0].shape[1])), None))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -148,3 +150,17 @@ def test_pass_rule_fails_planted_bugs(dtype):
         args, names = make_inputs("embedding", 32, dtype, jax.random.key(0))
         t = check_vjp(_embedding_set_not_add, L.embedding_plain, args, argnames=names)
         assert not t["C"].ok
+
+
+def test_each_custom_layer_is_its_plain_twin_with_a_backward():
+    """By construction: the custom_vjp's primal function is the plain function itself."""
+    for manual, plain in zip(L.MANUAL, L.PLAIN, strict=True):
+        assert manual.fun is plain, manual
+        assert manual.__name__ == plain.__name__.removesuffix("_plain") and manual.__doc__
+
+
+def test_eval_batchnorm_with_the_batch_statistics_is_training_batchnorm():
+    x = jax.random.normal(jax.random.key(0), (64, 5)) * 2 + 1
+    g, b = jnp.full((5,), 1.1), jnp.full((5,), 0.1)
+    ev = L.batchnorm_eval(x, g, b, x.mean(0), x.var(0, ddof=1))
+    np.testing.assert_allclose(ev, L.batchnorm_plain(x, g, b), rtol=1e-5, atol=1e-6)
