@@ -5,12 +5,20 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
+import secrets
 
 import numpy as np
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+def _create_temp(d: str, name: str) -> tuple[int, str]:
+    """A new file beside ``name`` in ``d``, created with mode 0o666 so that the umask in force
+    *now* applies, as it does for ``open(path, "w")`` (``mkstemp`` would make it 0o600)."""
+    while True:
+        tmp = os.path.join(d, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write_bytes(path, payload: bytes) -> None:
@@ -18,9 +26,8 @@ def atomic_write_bytes(path, payload: bytes) -> None:
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    fd, tmp = _create_temp(d, os.path.basename(path))
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
