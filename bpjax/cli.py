@@ -1,4 +1,10 @@
-"""``bpjax check | train | sample | bench``.
+"""The command line: ``bpjax check | train | sample | bench | sweep``.
+
+``check`` compares every hand-written gradient of a model with ``jax.grad``; ``train`` trains any
+registered model (``--model``, default the notebook's MLP) with hand-written or autodiff
+gradients; ``sample`` prints names from a run; ``bench`` measures training speed; ``sweep`` trains
+many seeds and learning rates at once. Model names, their size flags and the ``--grad`` choices
+come from the registry (:mod:`bpjax.models`) and the config (:mod:`bpjax.config`).
 
 Every error the user can fix prints one line, ``bpjax <cmd>: error: ...``, and exits 2.
 """
@@ -46,30 +52,30 @@ def cmd_check(args) -> int:
     import jax.numpy as jnp
     import numpy as np
 
-    from . import mlp, wavenet
-    from .train import Config, _load_data
+    from .config import Config
+    from .data import load_dataset
 
-    if args.batch_size < 2 or (args.batch_size < 3 and not args.float64):
+    cfg = Config(args.model)
+    spec = cfg.spec
+    if spec.min_batch >= 2 and (args.batch_size < 2 or (args.batch_size < 3 and not args.float64)):
         raise ConfigError(f"--batch-size must be >= 2 (batch norm divides by n - 1), and >= 3 in float32 (with "
                           f"2 rows batch norm's gradient is O(eps) and float32 cancellation dominates it), "
                           f"got {args.batch_size}")
-    cfg = Config.for_model(args.model)
-    vocab, splits, info = _load_data(cfg, args.data)
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    vocab, splits, info = load_dataset(args.data, block_size=cfg.block_size, split_seed=cfg.split_seed,
+                                       layout=spec.data)
     Xtr, Ytr = splits["train"]
     with jax.enable_x64(args.float64):
         dtype = jnp.float64 if args.float64 else jnp.float32
         k_init, k_batch = jax.random.split(jax.random.key(args.seed))
         ix = jax.random.randint(k_batch, (args.batch_size,), 0, Xtr.shape[0])
         X, Y = jnp.asarray(Xtr)[ix], jnp.asarray(Ytr)[ix]
-        if args.model == "wavenet":
-            params = wavenet.init_params(k_init, vocab_size=vocab.size, dtype=dtype)
-            state = wavenet.init_state(params)
-            loss = float(wavenet.loss(params, state, X, Y)[0])
-            tables = wavenet.layer_tables(params, state, X, Y)
-        else:
-            params = mlp.init_params(k_init, vocab_size=vocab.size, dtype=dtype)
-            loss = float(mlp.loss(params, X, Y))
-            tables = mlp.gradient_tables(params, X, Y)
+        params, state = spec.init(k_init, vocab_size=vocab.size, **cfg.sizes)
+        params = jax.tree_util.tree_map(lambda a: a.astype(dtype), params)  # the init's values, in dtype
+        state = jax.tree_util.tree_map(lambda a: a.astype(dtype), state)
+        loss = float(spec.loss(params, state, X, Y)[0])
+        tables = spec.tables(params, state, X, Y)
         print(f"bpjax check --model {args.model}: {info['words']} words, vocabulary {vocab.size}, batch "
               f"{args.batch_size}, seed {args.seed}, {np.dtype(dtype).name}; loss {loss:.4f}")
     for t in tables:
@@ -84,29 +90,41 @@ def cmd_check(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-TRAIN_FLAGS = ("model", "n_embd", "n_hidden", "block_size", "batch_size", "steps", "lr", "lr_decay_step",
-               "lr_decay_factor", "seed", "split_seed", "grad", "eval_every", "chunk")
+def train_flags() -> tuple[str, ...]:
+    """Config's settings and every registered model's sizes: the options ``bpjax train`` passes on."""
+    import dataclasses
+
+    from . import models
+    from .config import Config
+
+    settings = tuple(f.name for f in dataclasses.fields(Config) if f.name != "sizes")
+    return settings + tuple(models.all_sizes())
 
 
 def add_train_args(t: argparse.ArgumentParser) -> None:
-    from .train import Config
+    from . import models
+    from .config import GRADS, OPTIMIZERS, Config
 
     d = Config()
     t.add_argument("--data", help="names file (default: data/names.txt, $BPJAX_DATA, or the cache)")
-    t.add_argument("--model", choices=("mlp", "wavenet"), help="the notebook's MLP (default) or makemore "
-                   "part 5's WaveNet (its defaults: n_embd 24, n_hidden 128, block 8, lr decay at 150,000)")
-    t.add_argument("--n-embd", type=int, help=f"embedding size (default {d.n_embd})")
-    t.add_argument("--n-hidden", type=int, help=f"hidden units (default {d.n_hidden})")
-    t.add_argument("--block-size", type=int, help=f"context length (default {d.block_size})")
+    t.add_argument("--model", choices=models.names(), help="; ".join(
+        f"{n}: {models.get(n).help.get('', n)}" for n in models.names()) + " (default mlp)")
+    g = t.add_argument_group("the model's sizes (default: the model's own; each applies to the models that have it)")
+    for name, text in models.all_sizes().items():
+        owners = [n for n in models.names() if name in models.get(n).sizes]
+        defaults = ", ".join(f"{n} {models.get(n).sizes[name]}" for n in owners)
+        g.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"{text} (default: {defaults})")
     t.add_argument("--batch-size", type=int, help=f"minibatch rows (default {d.batch_size})")
     t.add_argument("--steps", type=int, help=f"training steps (default {d.steps:,})")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, help=f"(default {d.optimizer}: the notebook's plain SGD)")
     t.add_argument("--lr", type=float, help=f"initial learning rate (default {d.lr})")
     t.add_argument("--lr-decay-step", type=int, help="step from which lr is multiplied by the decay factor "
                    "(default half the steps)")
     t.add_argument("--lr-decay-factor", type=float, help=f"(default {d.lr_decay_factor})")
+    t.add_argument("--weight-decay", type=float, help=f"AdamW's decoupled weight decay (default {d.weight_decay})")
     t.add_argument("--seed", type=int, help=f"init and minibatch seed (default {d.seed})")
     t.add_argument("--split-seed", type=int, help=f"train/val/test shuffle seed (default {d.split_seed})")
-    t.add_argument("--grad", choices=("manual", "autodiff"), help="hand-written backward or jax.grad (default manual)")
+    t.add_argument("--grad", choices=GRADS, help="hand-written backward or jax.grad (default manual)")
     t.add_argument("--eval-every", type=int, metavar="K", help="val loss every K steps (default: at the end only)")
     t.add_argument("--chunk", type=int, help=f"steps per lax.scan call (default {d.chunk:,})")
     t.add_argument("--out", metavar="DIR", help="run directory (default runs/<timestamp>)")
@@ -132,10 +150,11 @@ def _init_distributed(args) -> None:
 
 
 def cmd_train(args) -> int:
-    from .train import Config, fit
+    from .config import Config
+    from .train import fit
 
     _init_distributed(args)
-    given = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in train_flags() if getattr(args, k) is not None}
     if args.resume is not None:
         extra = [f"--{k.replace('_', '-')}" for k in given] + (["--out"] if args.out else []) + \
                 (["--stop-at"] if args.stop_at is not None else [])
@@ -144,13 +163,13 @@ def cmd_train(args) -> int:
         run = fit(resume=args.resume, data=args.data, devices=args.devices,
                   progress_bar=False if args.no_progress else None)
     else:
-        run = fit(Config.for_model(**given), data=args.data, out=args.out, stop_at=args.stop_at,
+        run = fit(Config(**given), data=args.data, out=args.out, stop_at=args.stop_at,
                   devices=args.devices, progress_bar=False if args.no_progress else None)
     return 130 if run.metrics["status"] == "interrupted" else 0
 
 
 def cmd_sample(args) -> int:
-    from .train import load_run
+    from .rundir import load_run
 
     run = load_run(args.run)
     for name in run.sample(n=args.n, seed=args.seed, max_len=args.max_len):
@@ -160,20 +179,23 @@ def cmd_sample(args) -> int:
 
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from . import models
+
     p = _Parser(prog="bpjax", description="Manual backpropagation, done right, in JAX.")
     sub = p.add_subparsers(dest="cmd", metavar="{check,train,sample,bench,sweep}", parser_class=_Parser)
     sub.required = True
 
     c = sub.add_parser("check", help="compare every hand-written gradient with jax.grad")
     c.add_argument("--data", help="names file (default: data/names.txt, $BPJAX_DATA, or the cache)")
-    c.add_argument("--model", choices=("mlp", "wavenet"), default="mlp", help="which model (default mlp)")
+    c.add_argument("--model", choices=models.names(), default="mlp", help="which model (default mlp)")
     c.add_argument("--float64", action="store_true", help="run the check in float64")
     c.add_argument("--batch-size", type=int, default=32, help="rows in the batch (default 32)")
     c.add_argument("--seed", type=_seed, default=0, help="init and batch seed (default 0)")
     c.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     c.set_defaults(func=cmd_check)
 
-    t = sub.add_parser("train", help="train the MLP with hand-written (or autodiff) gradients")
+    t = sub.add_parser("train", help="train a model (default the notebook's MLP) with hand-written "
+                       "(or autodiff) gradients")
     add_train_args(t)
     t.set_defaults(func=cmd_train)
 

@@ -146,7 +146,7 @@ class Vocab:
         object.__setattr__(self, "stoi", {c: i for i, c in enumerate(self.itos)})
 
     @classmethod
-    def from_words(cls, words) -> "Vocab":
+    def from_words(cls, words) -> Vocab:
         chars = sorted(set("".join(words)) - {BOUNDARY})
         return cls((BOUNDARY, *chars))
 
@@ -174,7 +174,7 @@ class Vocab:
         return {"itos": list(self.itos)}
 
     @classmethod
-    def from_json(cls, obj) -> "Vocab":
+    def from_json(cls, obj) -> Vocab:
         try:
             itos = obj["itos"]
             if not isinstance(itos, list) or not all(isinstance(c, str) and len(c) == 1 for c in itos):
@@ -213,3 +213,28 @@ def make_splits(words, vocab: Vocab, block_size: int = 3, seed: int = 42) -> dic
     n1, n2 = int(0.8 * len(words)), int(0.9 * len(words))
     parts = {"train": words[:n1], "val": words[n1:n2], "test": words[n2:]}
     return {k: build_dataset(v, vocab, block_size) for k, v in parts.items()}
+
+
+def load_dataset(path=None, *, block_size: int, split_seed: int = 42, layout: str = "windows",
+                 expect_sha: str | None = None, source: str = "--data"):
+    """The names file, its vocabulary and its splits, as a run trains on them.
+
+    ``layout``: the model's data layout (``"windows"``: :func:`make_splits` with ``block_size``).
+    ``expect_sha``: the SHA-256 a resumed run trained on; another file is an error.
+    Returns ``(vocab, splits, info)``, ``info = {"path", "sha256", "words"}``.
+    """
+    p = resolve_data_path(path, source=source)
+    words = load_words(p)
+    sha = sha256_of(p)
+    if expect_sha is not None and sha != expect_sha:
+        from .errors import CheckpointError
+
+        raise CheckpointError(f"data file {str(p)!r} is not the one this run trained on "
+                              f"(SHA-256 {sha[:12]}…, the run's {expect_sha[:12]}…); pass the original with --data")
+    if len(words) < 10:
+        raise DataError(f"{str(p)!r} has {len(words)} words; the 80/10/10 split needs at least 10")
+    vocab = Vocab.from_words(words)
+    if layout != "windows":
+        raise DataError(f"unknown data layout {layout!r}")
+    splits = make_splits(words, vocab, block_size=block_size, seed=split_seed)
+    return vocab, splits, {"path": str(p), "sha256": sha, "words": len(words)}

@@ -1,4 +1,11 @@
-"""The package's one exception type; the CLI turns it into one line and exit status 2."""
+"""The exceptions of bpjax. Each is a :class:`BpjaxError`: something the user can fix, which the
+CLI prints as one line (``bpjax <cmd>: error: ...``) with exit status 2.
+
+* :class:`DataError` — a names file or vocabulary that cannot be used;
+* :class:`ConfigError` — an invalid configuration or option;
+* :class:`CheckpointError` — a run directory or checkpoint that is missing, corrupt or does not match;
+* :class:`TrainingDiverged` — the loss or a parameter became non-finite (the last good checkpoint is kept).
+"""
 
 
 class BpjaxError(Exception):
@@ -15,3 +22,7 @@ class ConfigError(BpjaxError):
 
 class CheckpointError(BpjaxError):
     """A run directory or checkpoint that is missing, corrupt or does not match."""
+
+
+class TrainingDiverged(BpjaxError):
+    """A non-finite loss or parameter; the message names the step and the last good checkpoint."""

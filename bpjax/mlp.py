@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from . import layers as L
+from .check import NO_TAP, Tap
+from .models import Model
 
 PARAM_KEYS = ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")
 
@@ -58,19 +60,29 @@ def n_params(params) -> int:
     return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
 
 
-def _loss(params, X, Y, ly: L.Layers):
-    """The forward pass written once against a set of layers (plain or manual)."""
+def _hidden_pre_bn(params, X, ly: L.Layers, tap=NO_TAP):
+    """``embcat @ W1 + b1``: the forward up to batch norm."""
     with jax.named_scope("embedding"):
-        emb = ly.embedding(params["C"], X)
-        embcat = emb.reshape(emb.shape[0], -1)
+        emb = tap("emb", ly.embedding(params["C"], X))
+        embcat = tap("embcat", emb.reshape(emb.shape[0], -1))
     with jax.named_scope("linear1"):
-        h_pre_bn = ly.linear(embcat, params["W1"], params["b1"])
+        return tap("h_pre_bn", ly.linear(embcat, params["W1"], params["b1"]))
+
+
+def _logits(params, X, ly: L.Layers, norm, tap=NO_TAP):
+    """The forward, written once: ``ly`` the layers (plain or manual), ``norm(h_pre_bn, bngain,
+    bnbias)`` the batch norm (training or eval mode), ``tap`` names the intermediates."""
+    h_pre_bn = _hidden_pre_bn(params, X, ly, tap)
     with jax.named_scope("batchnorm"):
-        h_preact = ly.batchnorm(h_pre_bn, params["bngain"], params["bnbias"])
+        h_preact = tap("h_preact", norm(h_pre_bn, params["bngain"], params["bnbias"]))
     with jax.named_scope("tanh"):
-        h = ly.tanh(h_preact)
+        h = tap("h", ly.tanh(h_preact))
     with jax.named_scope("linear2"):
-        logits = ly.linear(h, params["W2"], params["b2"])
+        return tap("logits", ly.linear(h, params["W2"], params["b2"]))
+
+
+def _loss(params, X, Y, ly: L.Layers, tap=NO_TAP):
+    logits = _logits(params, X, ly, ly.batchnorm, tap)
     with jax.named_scope("cross_entropy"):
         return ly.cross_entropy(logits, Y)
 
@@ -94,8 +106,7 @@ def loss_manual(params, X, Y):
 # --------------------------------------------------------------------------------------------
 def hidden_pre_bn(params, X):
     """``embcat @ W1 + b1`` for ``X`` [N, T] -> [N, H]."""
-    emb = params["C"][X]
-    return emb.reshape(emb.shape[0], -1) @ params["W1"] + params["b1"]
+    return _hidden_pre_bn(params, X, L.PLAIN)
 
 
 def calibrate_bn(params, X, chunk: int = 65536) -> dict:
@@ -116,11 +127,9 @@ def calibrate_bn(params, X, chunk: int = 65536) -> dict:
 
 def logits_eval(params, bn_stats, X):
     """Eval-mode logits ``[N, V]`` for ``X`` [N, T], batch norm using ``bn_stats``."""
-    h_pre_bn = hidden_pre_bn(params, X)
-    h_preact = (params["bngain"] * (h_pre_bn - bn_stats["bnmean"])
-                * (bn_stats["bnvar"] + L.BN_EPS) ** -0.5 + params["bnbias"])
-    h = jnp.tanh(h_preact)
-    return h @ params["W2"] + params["b2"]
+    def norm(h_pre_bn, bngain, bnbias):
+        return L.batchnorm_eval(h_pre_bn, bngain, bnbias, bn_stats["bnmean"], bn_stats["bnvar"])
+    return _logits(params, X, L.PLAIN, norm)
 
 
 def loss_eval(params, bn_stats, X, Y):
@@ -138,8 +147,7 @@ def forward_chunked(params, X, Y, taps=None) -> dict:
     taps the values are unchanged and ``jax.grad`` with respect to a tap is the gradient with
     respect to that intermediate (JAX's stand-in for PyTorch's ``retain_grad``).
     """
-    taps = taps or {}
-    t = lambda name, value: value + taps[name] if name in taps else value
+    t = Tap(taps)
     C, W1, b1, W2, b2 = (params[k] for k in ("C", "W1", "b1", "W2", "b2"))
     bngain, bnbias = params["bngain"], params["bnbias"]
     n = X.shape[0]
@@ -243,14 +251,15 @@ def gradient_tables(params, X, Y) -> list:
       on this batch's activations, with the oracle's upstream gradient, against its plain twin;
     * ``model`` — ``jax.grad(loss_manual)`` against ``jax.grad(loss)``, one row per parameter.
     """
-    from .check import Table, check_vjp, compare
+    from .check import compare, model_table, vjp_table
 
     oracle = jax.jit(atomic_oracle)(params, X, Y)
     atomic = compare(jax.jit(atomic_grads)(params, X, Y), oracle, ATOMIC_NAMES, table="atomic",
                      title="atomic chain (exercise 1)")
     v = jax.jit(forward_chunked)(params, X, Y)
     p = params
-    fused_specs = [  # (manual layer, plain layer, inputs, their names, upstream gradient)
+    fused = vjp_table("fused layers (exercises 2, 3 and the custom_vjp layers)", [
+        # (manual layer, plain layer, inputs, their names, upstream gradient)
         (L.cross_entropy, L.cross_entropy_plain, (v["logits"], Y), ("logits", "Y"), None),
         (L.batchnorm, L.batchnorm_plain, (v["h_pre_bn"], p["bngain"], p["bnbias"]),
          ("h_pre_bn", "bngain", "bnbias"), oracle["h_preact"]),
@@ -259,11 +268,34 @@ def gradient_tables(params, X, Y) -> list:
         (L.linear, L.linear_plain, (v["embcat"], p["W1"], p["b1"]), ("embcat", "W1", "b1"),
          oracle["h_pre_bn"]),
         (L.embedding, L.embedding_plain, (p["C"], X), ("C", "X"), oracle["emb"]),
-    ]
-    rows = []
-    for f_man, f_ref, args, names, cot in fused_specs:
-        rows += check_vjp(f_man, f_ref, args, argnames=names, cotangent=cot, table="fused").rows
-    fused = Table("fused layers (exercises 2, 3 and the custom_vjp layers)", rows, atomic.dtype)
-    model = compare(jax.jit(jax.grad(loss_manual))(params, X, Y), jax.jit(jax.grad(loss))(params, X, Y), PARAM_KEYS,
-                    table="model", title="whole model: grad(loss_manual) vs grad(loss)")
+    ], table="fused", dtype=atomic.dtype)
+    model = model_table(loss_manual, loss, params, X, Y, names=PARAM_KEYS)
     return [atomic, fused, model]
+
+
+# --------------------------------------------------------------------------------------------
+# The model, as bpjax's training, checks and benchmark see it
+# --------------------------------------------------------------------------------------------
+def flops(batch: int, vocab_size: int, *, n_embd: int, n_hidden: int, block_size: int) -> int:
+    """FLOPs of one training step's matmuls: 3 x forward (dX and dW in the backward).
+
+    Forward: ``2·B·(T·E)·H`` (embcat @ W1) + ``2·B·H·V`` (h @ W2).
+    """
+    fwd = 2 * batch * n_embd * block_size * n_hidden + 2 * batch * n_hidden * vocab_size
+    return 3 * fwd
+
+
+MODEL = Model(
+    name="mlp",
+    sizes={"n_embd": 10, "n_hidden": 64, "block_size": 3},
+    help={"": "the notebook's MLP: embedding, linear, batch norm, tanh, linear (4,137 parameters)",
+          "n_embd": "embedding size", "n_hidden": "hidden units", "block_size": "context length"},
+    init=lambda key, *, vocab_size, **sizes: (init_params(key, vocab_size=vocab_size, **sizes), {}),
+    loss=lambda p, s, X, Y: (loss(p, X, Y), s),  # jax.grad of the plain forward: the oracle
+    loss_manual=lambda p, s, X, Y: (loss_manual(p, X, Y), s),  # the hand-written backward
+    eval_stats=lambda p, s, X_train: calibrate_bn(p, X_train),  # the notebook's calibration
+    logits_eval=logits_eval,
+    check_tables=lambda p, s, X, Y: gradient_tables(p, X, Y),
+    flops=flops,
+    min_batch=2,
+)

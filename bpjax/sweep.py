@@ -11,9 +11,7 @@ Model ``k`` of a group starts from exactly the parameters and minibatch stream o
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -21,11 +19,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import models
+from .config import GRADS, Config
+from .data import load_dataset
 from .distributed import AXIS, make_mesh, to_local
 from .errors import ConfigError
-from .io import atomic_savefig, atomic_write_json, atomic_write_text
-from .train import (MODELS, Config, _load_data, _segments, environment, gradient_fn, init_model,
-                    make_optimizer, split_losses, train_chunk_fn, window_mean)
+from .io import atomic_write_json, atomic_write_text
+from .report import plot_curves, plot_window, window_mean
+from .rundir import environment
+from .step import ChunkRunner, chunk_length, init_train_state, segments, split_losses, vmapped_train_chunk
 
 
 def _stack(trees):
@@ -39,68 +41,57 @@ def _index(tree, k):
 def run_group(base: Config, members: list[dict], splits: dict, vocab_size: int, *, mesh=None,
               log=print) -> dict:
     """Train ``members`` (each a dict of Config overrides: seed, lr) of one shape together."""
-    cfgs = [dataclasses.replace(base, **m).validate() for m in members]
+    cfgs = [base.replace(**m).validate() for m in members]
     K = len(cfgs)
-    inits, keys = [], []
-    for c in cfgs:  # exactly fit()'s init and key for that seed
-        k_init, key = jax.random.split(jax.random.key(c.seed))
-        params, state = init_model(c, vocab_size, k_init)
-        inits.append((params, make_optimizer(c).init(params), state))
-        keys.append(jax.random.key_data(key))
-    params, opt_state, state = (_stack([t[i] for t in inits]) for i in range(3))
-    key_data = jnp.stack(keys)
+    starts = [init_train_state(c, vocab_size) for c in cfgs]  # exactly fit()'s init and key per seed
+    params, opt_state, state, key_data = (_stack([t[i] for t in starts]) for i in range(4))
     Xtr, Ytr = (jnp.asarray(a) for a in splits["train"])
     # The optimizer's rates are in its (stacked) state: one template transformation serves all.
-    pure = train_chunk_fn(gradient_fn(base.model, base.grad), make_optimizer(base), base.batch_size, unroll=2)
-    vmapped = jax.vmap(pure, in_axes=(0, 0, 0, 0, None, None, None, None))
     shard = mesh is not None and mesh.size > 1 and K % mesh.size == 0
     if shard:
-        from jax.sharding import NamedSharding, PartitionSpec as P
+        from jax.sharding import NamedSharding
+        from jax.sharding import PartitionSpec as P
 
         by_model, repl = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
         params, opt_state, state, key_data = jax.device_put((params, opt_state, state, key_data), by_model)
         Xtr, Ytr = jax.device_put((Xtr, Ytr), repl)
-        fn = jax.jit(vmapped, static_argnums=(7,),
-                     in_shardings=(by_model, by_model, by_model, by_model, repl, repl, repl),
-                     out_shardings=by_model)
+        runner = ChunkRunner(vmapped_train_chunk(base, (by_model,) * 4 + (repl,) * 3, by_model))
     else:
-        fn = jax.jit(vmapped, static_argnums=(7,))
-    compiled, compile_s, exec_s = {}, 0.0, 0.0
-    losses_all = []
-    chunk = min(base.chunk, max(1, (1 << 22) // (base.batch_size * K)))
-    for a, b in _segments(0, base.steps, [chunk]):
-        if b - a not in compiled:
-            t = time.perf_counter()
-            compiled[b - a] = fn.lower(params, opt_state, state, key_data, jnp.int32(0), Xtr, Ytr, b - a).compile()
-            compile_s += time.perf_counter() - t
+        runner = ChunkRunner(vmapped_train_chunk(base))
+    exec_s, losses_all = 0.0, []
+    finite = np.ones(K, bool)
+    for a, b in segments(0, base.steps, [chunk_length(base, K)]):
         t = time.perf_counter()
-        params, opt_state, state, losses, _ = compiled[b - a](params, opt_state, state, key_data, jnp.int32(a),
-                                                              Xtr, Ytr)
+        params, opt_state, state, losses, finite = runner(b - a, params, opt_state, state, key_data, jnp.int32(a),
+                                                          Xtr, Ytr)
         losses = np.asarray(losses)  # [K, b - a]
         exec_s += time.perf_counter() - t
         losses_all.append(losses)
         if b % max(base.steps // 10, 1) < b - a or b == base.steps:
             log(f"  {b:7d}/{base.steps:7d}: mean loss {np.nanmean(losses[:, -1]):.4f} over {K} models, "
                 f"{K * (b - a) / (time.perf_counter() - t):,.0f} model-steps/s")
+    finite = np.asarray(finite)
     lossi = np.log10(np.concatenate(losses_all, axis=1)) if losses_all else np.zeros((K, 0), np.float32)
-    spec = MODELS[base.model]
+    spec = base.spec
     Xtr_host = splits["train"][0]
     runs = []
     params_l, state_l = to_local(params), to_local(state)
     for k, c in enumerate(cfgs):
         p, st = _index(params_l, k), _index(state_l, k)
-        diverged = not all(np.isfinite(v).all() for v in jax.tree_util.tree_leaves(p))
+        diverged = not bool(finite[k])
         ev = ({f"{s}_loss": float("nan") for s in ("train", "val", "test")} if diverged else
-              split_losses(base.model, p, spec.eval_stats(p, st, Xtr_host), splits))
-        runs.append({"seed": c.seed, "lr": c.lr, "n_hidden": c.n_hidden, **ev, "diverged": diverged})
-    return {"runs": runs, "lossi": lossi, "models": K, "steps": base.steps, "compile_seconds": compile_s,
+              split_losses(spec, p, spec.eval_stats(p, st, Xtr_host), splits))
+        runs.append({"seed": c.seed, "lr": c.lr, "n_hidden": c.sizes.get("n_hidden"), **ev, "diverged": diverged})
+    return {"runs": runs, "lossi": lossi, "models": K, "steps": base.steps, "compile_seconds": runner.compile_seconds,
             "model_steps_per_second": K * base.steps / exec_s if exec_s > 0 else None,
             "sharded_over": mesh.size if shard else 1}
 
 
-def sweep(base: Config, *, seeds: list[int], lrs: list[float], n_hiddens: list[int], data=None,
+def sweep(base: Config, *, seeds: list[int], lrs: list[float], n_hiddens: list[int] | None = None, data=None,
           devices: int = 1, out=None, log=print) -> dict:
     """Every (n_hidden, lr, seed) combination; one vmapped group per n_hidden. Returns the results."""
+    if n_hiddens is None:
+        n_hiddens = [base.n_hidden]
     seeds, lrs, n_hiddens = (list(dict.fromkeys(v)) for v in (seeds, lrs, n_hiddens))  # no duplicates
     if not seeds or not lrs or not n_hiddens:
         raise ConfigError("a sweep needs at least one seed, one learning rate and one hidden size")
@@ -109,16 +100,17 @@ def sweep(base: Config, *, seeds: list[int], lrs: list[float], n_hiddens: list[i
     for h in n_hiddens:  # every combination is checked before anything trains
         for lr in lrs:
             for s in seeds:
-                dataclasses.replace(base, n_hidden=h, lr=lr, seed=s).validate()
+                base.replace(n_hidden=h, lr=lr, seed=s).validate()
     mesh = make_mesh(devices) if devices > 1 else None
-    vocab, splits, data_info = _load_data(base, data)
+    vocab, splits, data_info = load_dataset(data, block_size=base.block_size, split_seed=base.split_seed,
+                                            layout=base.spec.data)
     groups, curves = [], {}
-    window = 1000 if base.steps >= 2000 else max(1, base.steps // 20)
+    window = plot_window(base.steps)
     for h in n_hiddens:
         members = [{"n_hidden": h, "lr": lr, "seed": s} for lr in lrs for s in seeds]
         log(f"group n_hidden {h}: {len(members)} models ({len(lrs)} lr x {len(seeds)} seeds), "
             f"{base.steps:,} steps each")
-        res = run_group(dataclasses.replace(base, n_hidden=h), members, splits, vocab.size, mesh=mesh, log=log)
+        res = run_group(base.replace(n_hidden=h), members, splits, vocab.size, mesh=mesh, log=log)
         for lr in lrs:
             idx = [i for i, r in enumerate(res["runs"]) if r["lr"] == lr]
             rs = [res["runs"][i] for i in idx]
@@ -139,7 +131,8 @@ def sweep(base: Config, *, seeds: list[int], lrs: list[float], n_hiddens: list[i
         out = Path(out)
         atomic_write_json(out / "sweep.json", result)
         atomic_write_text(out / "sweep.md", markdown(result))
-        plot(curves, out / "sweep.png", base, window)
+        plot_curves(curves, out / "sweep.png", window=window,
+                    title=f"bpjax sweep: {base.model_name}, {base.grad} gradients (band: min–max over seeds)")
     return result
 
 
@@ -149,33 +142,11 @@ def markdown(result: dict) -> str:
     f = lambda v: "—" if v is None else f"{v:.4f}"
     f0 = lambda v: "—" if v is None else f"{v:,.0f}"
     for g in result["groups"]:
-        lines.append(f"| {g['n_hidden']} | {g['lr']} | {g['seeds']}" + (f" ({g['diverged']} diverged)" if g["diverged"] else "")
+        diverged = f" ({g['diverged']} diverged)" if g["diverged"] else ""
+        lines.append(f"| {g['n_hidden']} | {g['lr']} | {g['seeds']}{diverged}"
                      + f" | {f(g['val_mean'])} ± {g['val_std']:.4f} | {f(g['val_min'])}–{f(g['val_max'])} "
                      f"| {f(g['train_mean'])} | {g['models_at_once']} | {f0(g['model_steps_per_second'])} |")
     return "\n".join(lines) + "\n"
-
-
-def plot(curves: dict, path: Path, base: Config, window: int = 1000) -> bool:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        return False
-    fig = Figure(figsize=(8, 4.5))
-    ax = fig.subplots()
-    for label, c in curves.items():
-        if c.shape[1] == 0:
-            continue
-        x = (np.arange(c.shape[1]) + 0.5) * window
-        line, = ax.plot(x, np.nanmean(c, 0), label=f"{label} (mean of {c.shape[0]})")
-        ax.fill_between(x, np.nanmin(c, 0), np.nanmax(c, 0), color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("step")
-    ax.set_ylabel(f"log10 training loss (mean of {window:,} steps)")
-    ax.set_title(f"bpjax sweep: {base.model}, {base.grad} gradients (band: min–max over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_savefig(fig, path, dpi=110)
-    return True
 
 
 def _ints(s: str) -> list[int]:
@@ -188,8 +159,8 @@ def _floats(s: str) -> list[float]:
 
 def add_sweep_args(p) -> None:
     p.add_argument("--data", help="names file (default: the usual search)")
-    p.add_argument("--model", choices=("mlp", "wavenet"), default="mlp")
-    p.add_argument("--grad", choices=("manual", "autodiff"), default="manual")
+    p.add_argument("--model", choices=models.names(), default="mlp", help="which model (default mlp)")
+    p.add_argument("--grad", choices=GRADS, default="manual", help="hand-written backward or jax.grad")
     p.add_argument("--seeds", default="16", help="a count (16: seeds 0..15) or a list (0,3,7)")
     p.add_argument("--lrs", default=None, help="initial learning rates, comma-separated (default: the model's)")
     p.add_argument("--n-hidden", default=None, help="hidden sizes, comma-separated: one group each")
@@ -209,7 +180,7 @@ def cmd_sweep(args) -> int:
     except ValueError as e:
         raise ConfigError(f"could not read a number in --seeds/--lrs/--n-hidden ({e})") from None
     over = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size)) if v is not None}
-    base = Config.for_model(args.model, grad=args.grad, **over)
+    base = Config(args.model, grad=args.grad, **over)
     res = sweep(base, seeds=seeds, lrs=lrs or [base.lr], n_hiddens=hiddens or [base.n_hidden], data=args.data,
                 devices=args.devices, out=args.out)
     print()

@@ -25,7 +25,9 @@ import jax
 import jax.numpy as jnp
 
 from . import layers as L
+from .check import NO_TAP
 from .errors import ConfigError
+from .models import Model
 
 MOMENTUM = 0.1
 FACTOR = 2  # FlattenConsecutive(2) in every stage
@@ -75,23 +77,35 @@ def batch_stats(x):
     return x.mean(axes), x.var(axes, ddof=1)
 
 
-def _loss(params, state, X, Y, ly: L.Layers):
+def _logits(params, X, ly: L.Layers, norm, tap=NO_TAP):
+    """The forward, written once: ``ly`` the layers (plain or manual), ``norm(stage, x, bngain,
+    bnbias)`` the batch norm of each stage (training or eval mode), ``tap`` names the intermediates."""
     with jax.named_scope("embedding"):
-        x = ly.embedding(params["C"], X)
-    new_stages = []
-    for s, (p, st) in enumerate(zip(params["stages"], state["stages"])):
+        x = tap("emb", ly.embedding(params["C"], X))
+    for s, p in enumerate(params["stages"]):
         with jax.named_scope(f"stage{s}"):
-            x = ly.flatten_consecutive(x, FACTOR)
-            x = ly.linear(x, p["W"], None)
-            mean, var = batch_stats(x)
-            new_stages.append({"running_mean": (1 - MOMENTUM) * st["running_mean"] + MOMENTUM * mean,
-                               "running_var": (1 - MOMENTUM) * st["running_var"] + MOMENTUM * var})
-            x = ly.batchnorm(x, p["bngain"], p["bnbias"])
-            x = ly.tanh(x)
+            x = tap(f"stage{s}.flat", ly.flatten_consecutive(x, FACTOR))
+            x = tap(f"stage{s}.lin", ly.linear(x, p["W"], None))
+            x = tap(f"stage{s}.bn", norm(s, x, p["bngain"], p["bnbias"]))
+            x = tap(f"stage{s}.h", ly.tanh(x))
     with jax.named_scope("output"):
-        logits = ly.linear(x, params["Wout"], params["bout"])
-        loss = ly.cross_entropy(logits, Y)
-    return loss, {"stages": new_stages}
+        return tap("logits", ly.linear(x, params["Wout"], params["bout"]))
+
+
+def _loss(params, state, X, Y, ly: L.Layers, tap=NO_TAP):
+    """Training mode: batch statistics, and the running ones updated with momentum 0.1."""
+    new_stages = []
+
+    def norm(s, x, bngain, bnbias):
+        st = state["stages"][s]
+        mean, var = batch_stats(x)
+        new_stages.append({"running_mean": (1 - MOMENTUM) * st["running_mean"] + MOMENTUM * mean,
+                           "running_var": (1 - MOMENTUM) * st["running_var"] + MOMENTUM * var})
+        return ly.batchnorm(x, bngain, bnbias)
+
+    logits = _logits(params, X, ly, norm, tap)
+    with jax.named_scope("output"):
+        return ly.cross_entropy(logits, Y), {"stages": new_stages}
 
 
 def loss(params, state, X, Y):
@@ -106,12 +120,10 @@ def loss_manual(params, state, X, Y):
 
 def logits_eval(params, state, X):
     """Eval mode: batch norm with the running statistics. ``X`` [N, block_size] -> [N, V]."""
-    x = params["C"][X]
-    for p, st in zip(params["stages"], state["stages"]):
-        x = L.flatten_consecutive_plain(x, FACTOR) @ p["W"]
-        x = jnp.tanh(p["bngain"] * (x - st["running_mean"]) * (st["running_var"] + L.BN_EPS) ** -0.5
-                     + p["bnbias"])
-    return x @ params["Wout"] + params["bout"]
+    def norm(s, x, bngain, bnbias):
+        st = state["stages"][s]
+        return L.batchnorm_eval(x, bngain, bnbias, st["running_mean"], st["running_var"])
+    return _logits(params, X, L.PLAIN, norm)
 
 
 def loss_eval(params, state, X, Y):
@@ -121,72 +133,68 @@ def loss_eval(params, state, X, Y):
 def layer_tables(params, state, X, Y) -> list:
     """``bpjax check --model wavenet``: every custom_vjp layer on this batch's activations, pulled
     back with the oracle's upstream gradient, against its plain twin; then the whole model."""
-    from .check import Table, check_vjp, compare
+    from .check import model_table, tap_grads, vjp_table
 
     # The activations and, through zero taps, the oracle's gradient at every layer boundary.
-    def forward(params, taps):
-        acts = {}
-        x = params["C"][X] + taps["emb"]
-        acts["emb"] = x
-        for s, p in enumerate(params["stages"]):
-            acts[f"s{s}.in"] = x
-            x = L.flatten_consecutive_plain(x, FACTOR) + taps[f"s{s}.flat"]
-            acts[f"s{s}.flat"] = x
-            x = x @ p["W"] + taps[f"s{s}.lin"]
-            acts[f"s{s}.lin"] = x
-            x = L.batchnorm_plain(x, p["bngain"], p["bnbias"]) + taps[f"s{s}.bn"]
-            acts[f"s{s}.bn"] = x
-            x = jnp.tanh(x) + taps[f"s{s}.h"]
-            acts[f"s{s}.h"] = x
-        logits = x @ params["Wout"] + params["bout"] + taps["logits"]
-        acts["logits"] = logits
-        return L.cross_entropy_plain(logits, Y), acts
-
-    shapes = jax.eval_shape(lambda: forward(params, _ZeroTaps())[1])
-    zero = {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items() if k[-3:] != ".in"}
-    d = jax.jit(jax.grad(lambda t: forward(params, t)[0]))(zero)
-    acts = jax.jit(lambda t: forward(params, t)[1])(zero)
-    rows = []
-
-    def add(f_man, f_ref, args, names, cot, prefix):
-        t = check_vjp(f_man, f_ref, args, argnames=[f"{prefix}{n}" for n in names], cotangent=cot, table="layers")
-        rows.extend(t.rows)
-
-    add(L.cross_entropy, L.cross_entropy_plain, (acts["logits"], Y), ("logits", "Y"), None, "")
-    last = len(params["stages"]) - 1
-    add(L.linear, L.linear_plain, (acts[f"s{last}.h"], params["Wout"], params["bout"]), ("h", "Wout", "bout"),
-        d["logits"], "output.")
-    for s in reversed(range(len(params["stages"]))):
-        p = params["stages"][s]
-        add(L.tanh, L.tanh_plain, (acts[f"s{s}.bn"],), ("bn_out",), d[f"s{s}.h"], f"stage{s}.")
-        add(L.batchnorm, L.batchnorm_plain, (acts[f"s{s}.lin"], p["bngain"], p["bnbias"]),
-            ("lin_out", "bngain", "bnbias"), d[f"s{s}.bn"], f"stage{s}.")
-        add(lambda x, W: L.linear(x, W, None), lambda x, W: L.linear_plain(x, W, None),
-            (acts[f"s{s}.flat"], p["W"]), ("flat_out", "W"), d[f"s{s}.lin"], f"stage{s}.")
-        add(lambda x: L.flatten_consecutive(x, FACTOR), lambda x: L.flatten_consecutive_plain(x, FACTOR),
-            (acts[f"s{s}.in"],), ("flat_in",), d[f"s{s}.flat"], f"stage{s}.")
-    add(L.embedding, L.embedding_plain, (params["C"], X), ("C", "X"), d["emb"], "")
-    layers = Table("WaveNet layers: each custom_vjp against jax.grad of its plain twin", rows,
-                   str(jnp.asarray(acts["logits"]).dtype))
-
-    g_man = jax.jit(jax.grad(lambda p: loss_manual(p, state, X, Y)[0]))(params)
-    g_ref = jax.jit(jax.grad(lambda p: loss(p, state, X, Y)[0]))(params)
-    flat = lambda g: {_name(path): v for path, v in jax.tree_util.tree_flatten_with_path(g)[0]}
-    model = compare(flat(g_man), flat(g_ref), table="model",
-                    title="whole WaveNet: grad(loss_manual) vs grad(loss)")
+    _, acts, d, _ = tap_grads(lambda tap: _loss(params, state, X, Y, L.PLAIN, tap)[0])
+    S = len(params["stages"])
+    checks = [(L.cross_entropy, L.cross_entropy_plain, (acts["logits"], Y), ("logits", "Y"), None),
+              (L.linear, L.linear_plain, (acts[f"stage{S - 1}.h"], params["Wout"], params["bout"]),
+               ("output.h", "output.Wout", "output.bout"), d["logits"])]
+    for s in reversed(range(S)):
+        p, pre = params["stages"][s], f"stage{s}."
+        flat_in = acts[f"stage{s - 1}.h"] if s else acts["emb"]
+        checks += [
+            (L.tanh, L.tanh_plain, (acts[pre + "bn"],), (pre + "bn_out",), d[pre + "h"]),
+            (L.batchnorm, L.batchnorm_plain, (acts[pre + "lin"], p["bngain"], p["bnbias"]),
+             (pre + "lin_out", pre + "bngain", pre + "bnbias"), d[pre + "bn"]),
+            (lambda x, W: L.linear(x, W, None), lambda x, W: L.linear_plain(x, W, None),
+             (acts[pre + "flat"], p["W"]), (pre + "flat_out", pre + "W"), d[pre + "lin"]),
+            (lambda x: L.flatten_consecutive(x, FACTOR), lambda x: L.flatten_consecutive_plain(x, FACTOR),
+             (flat_in,), (pre + "flat_in",), d[pre + "flat"]),
+        ]
+    checks.append((L.embedding, L.embedding_plain, (params["C"], X), ("C", "X"), d["emb"]))
+    layers = vjp_table("WaveNet layers: each custom_vjp against jax.grad of its plain twin", checks,
+                       dtype=str(jnp.asarray(acts["logits"]).dtype))
+    model = model_table(lambda p: loss_manual(p, state, X, Y)[0], lambda p: loss(p, state, X, Y)[0], params,
+                        title="whole WaveNet: grad(loss_manual) vs grad(loss)")
     return [layers, model]
 
 
-class _ZeroTaps(dict):
-    """Taps that are all zero: used once to learn the activations' shapes."""
+# --------------------------------------------------------------------------------------------
+# The model, as bpjax's training, checks and benchmark see it
+# --------------------------------------------------------------------------------------------
+def flops(batch: int, vocab_size: int, *, n_embd: int, n_hidden: int, block_size: int) -> int:
+    """FLOPs of one training step's matmuls (3 x forward): each stage halves T and doubles the
+    fan-in, ``2·B·(T/2)·(2·C_in)·H``; then ``2·B·H·V`` for the output layer."""
+    fwd, T, c_in = 0, block_size, n_embd
+    while T > 1:
+        T //= FACTOR
+        fwd += 2 * batch * T * (FACTOR * c_in) * n_hidden
+        c_in = n_hidden
+    fwd += 2 * batch * n_hidden * vocab_size
+    return 3 * fwd
 
-    def __missing__(self, key):
-        return 0.0
+
+def init(key, *, vocab_size: int, **sizes):
+    """``(params, state)``: :func:`init_params` and its :func:`init_state`."""
+    params = init_params(key, vocab_size=vocab_size, **sizes)
+    return params, init_state(params)
 
 
-def _name(path) -> str:
-    """``stages/0/W`` from a pytree path."""
-    parts = []
-    for k in path:
-        parts.append(str(getattr(k, "key", getattr(k, "idx", k))))
-    return "/".join(parts)
+MODEL = Model(
+    name="wavenet",
+    sizes={"n_embd": 24, "n_hidden": 128, "block_size": 8},
+    defaults={"lr_decay_step": 150_000},
+    help={"": "makemore part 5's WaveNet: three flatten(2), linear, batch norm, tanh stages "
+              "(n_embd 24, n_hidden 128, block 8, lr decay at 150,000; 76,579 parameters)"},
+    init=init,
+    loss=loss,
+    loss_manual=loss_manual,
+    eval_stats=lambda p, s, X_train: s,  # the running statistics, as the lecture evaluates
+    logits_eval=logits_eval,
+    check_tables=layer_tables,
+    flops=flops,
+    min_batch=2,
+    check_sizes=lambda sizes: n_stages(sizes["block_size"]),
+)

@@ -13,15 +13,16 @@ bounds are val <= 2.175, <= 2.12 and <= 2.00.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from bpjax import Config, fit
 from bpjax.io import atomic_write_json, atomic_write_text
-from bpjax.train import Config, environment, fit, window_mean
+from bpjax.report import window_mean
+from bpjax.rundir import environment
 
 CONFIGS = {
     "notebook": dict(model="mlp", n_embd=10, n_hidden=64),  # the seed notebook: 4,137 parameters
@@ -87,8 +88,10 @@ def main(argv=None) -> int:
     atomic_write_json(out / f"{args.name}.json", {"runs": runs, "groups": groups,
                                          "max_abs_val_diff_manual_vs_autodiff": agreement,
                                          "environment": environment(),
-                                         "command": "python experiments/reproduce.py " + " ".join(argv or sys.argv[1:])})
-    lines = ["| config | grad | params | seeds | train (mean) | val mean ± std | val min–max | bound | PyTorch val | steps/s (median) |",
+                                         "command": "python experiments/reproduce.py "
+                                                    + " ".join(argv or sys.argv[1:])})
+    lines = ["| config | grad | params | seeds | train (mean) | val mean ± std | val min–max | bound | PyTorch val "
+             "| steps/s (median) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for g in groups:
         lines.append(f"| {g['config']} | {g['grad']} | {g['n_params']:,} | {g['seeds']} | {g['train_mean']:.4f} | "

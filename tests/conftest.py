@@ -40,3 +40,30 @@ def names_splits(names_path):
     words = load_words(names_path)
     vocab = Vocab.from_words(words)
     return words, vocab, make_splits(words, vocab, block_size=3)
+
+
+# --- shared helpers -------------------------------------------------------------------------
+def batch(key, n, block=3, vocab=27):
+    """A random batch: ``X`` [n, block] and ``Y`` [n] token ids below ``vocab``."""
+    import jax
+
+    kx, ky = jax.random.split(key)
+    return jax.random.randint(kx, (n, block), 0, vocab), jax.random.randint(ky, (n,), 0, vocab)
+
+
+def run_cli(*args, env=None, timeout=600, **kw):
+    """``python -m bpjax ARGS`` in a subprocess on the CPU; the CompletedProcess (text)."""
+    import subprocess
+    import sys
+
+    e = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "bpjax", *args], capture_output=True, text=True, env=e,
+                          timeout=timeout, **kw)
+
+
+def assert_one_line_error(res, needle, code=2):
+    """A user error: exit ``code``, one line on stderr containing ``needle``, no traceback."""
+    assert res.returncode == code, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert needle in lines[0], lines[0]

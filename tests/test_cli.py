@@ -1,25 +1,10 @@
 """The command line: exit codes, one-line errors, JSON output."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from bpjax.cli import main
-
-
-def run_cli(*args, env=None):
-    e = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "bpjax", *args], capture_output=True, text=True, env=e,
-                          timeout=600)
-
-
-def assert_one_line_error(res, needle):
-    assert res.returncode == 2, res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-    assert needle in lines[0], lines[0]
+from conftest import assert_one_line_error, run_cli
 
 
 @pytest.fixture

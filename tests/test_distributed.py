@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from bpjax.train import Config, fit
+from bpjax import Config, fit
 
 FOUR = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
 
@@ -32,15 +32,16 @@ def test_sharded_step_equals_single_device_step(names_path):
         import json, jax, jax.numpy as jnp, numpy as np
         from bpjax.data import Vocab, load_words, make_splits
         from bpjax.distributed import make_mesh, replicate, to_local
-        from bpjax.train import Config, gradient_fn, init_model, make_optimizer, make_train_chunk
+        from bpjax.config import Config
+        from bpjax.optim import make_optimizer
+        from bpjax.step import gradient_fn, init_train_state, make_train_chunk
         assert jax.device_count() == 4
         w = load_words({str(names_path)!r}); v = Vocab.from_words(w)
         Xtr, Ytr = (jnp.asarray(a) for a in make_splits(w, v)["train"])
         res = {{}}
         for grad in ("manual", "autodiff"):
             cfg = Config(batch_size=64, grad=grad)
-            params, state = init_model(cfg, v.size, jax.random.key(0)); tx = make_optimizer(cfg)
-            opt = tx.init(params); kd = jax.random.key_data(jax.random.key(1))
+            params, opt, state, kd = init_train_state(cfg, v.size); tx = make_optimizer(cfg)
             args = (params, opt, state, kd, jnp.int32(0), Xtr, Ytr)
             one = make_train_chunk(gradient_fn("mlp", grad), tx, 64)(*args, 5)
             mesh = make_mesh(4)
@@ -48,9 +49,11 @@ def test_sharded_step_equals_single_device_step(names_path):
             rargs = replicate(args, mesh)
             four = chunk4(*rargs, 5)
             hlo = chunk4.lower(*rargs, 5).compile().as_text()
-            d = jax.tree_util.tree_map(lambda a, b: float(np.abs(np.asarray(a) - b).max()), to_local(one[0]), to_local(four[0]))
+            d = jax.tree_util.tree_map(lambda a, b: float(np.abs(np.asarray(a) - b).max()),
+                                       to_local(one[0]), to_local(four[0]))
             s = jax.tree_util.tree_map(lambda a: float(np.abs(np.asarray(a)).max()), to_local(one[0]))
-            res[grad] = {{"diff": d, "scale": s, "all_reduce": "all-reduce" in hlo, "devices": len(four[0]["W1"].sharding.device_set)}}
+            res[grad] = {{"diff": d, "scale": s, "all_reduce": "all-reduce" in hlo,
+                          "devices": len(four[0]["W1"].sharding.device_set)}}
         print(json.dumps(res))
     """, env=FOUR)
     for grad, r in out.items():
@@ -112,7 +115,8 @@ def test_sweep_models_equal_their_single_runs(names_path, tmp_path):
     from bpjax.sweep import sweep
 
     base = Config(n_hidden=32, steps=500, chunk=200)
-    res = sweep(base, seeds=[0, 1], lrs=[0.05, 0.1], n_hiddens=[32, 16], data=names_path, out=tmp_path, log=lambda *a: None)
+    res = sweep(base, seeds=[0, 1], lrs=[0.05, 0.1], n_hiddens=[32, 16], data=names_path, out=tmp_path,
+                log=lambda *a: None)
     assert {(g["n_hidden"], g["lr"]) for g in res["groups"]} == {(32, 0.05), (32, 0.1), (16, 0.05), (16, 0.1)}
     assert all(g["models_at_once"] == 4 and g["seeds"] == 2 for g in res["groups"])
     run = next(r for g in res["groups"] if g["n_hidden"] == 32 and g["lr"] == 0.1 for r in g["runs"] if r["seed"] == 1)

@@ -7,11 +7,7 @@ from jax.test_util import check_grads
 from bpjax import mlp
 from bpjax.check import compare
 from bpjax.errors import ConfigError
-
-
-def batch(key, n, vocab=27, block=3):
-    kx, ky = jax.random.split(key)
-    return jax.random.randint(kx, (n, block), 0, vocab), jax.random.randint(ky, (n,), 0, vocab)
+from conftest import batch
 
 
 def test_init_shapes_and_count():
@@ -38,7 +34,7 @@ def test_loss_manual_equals_loss_and_grads_match(n, hidden, vocab, x64):
     with jax.enable_x64(x64):
         dtype = jnp.float64 if x64 else jnp.float32
         p = mlp.init_params(jax.random.key(n), vocab_size=vocab, n_hidden=hidden, dtype=dtype)
-        X, Y = batch(jax.random.key(1), n, vocab)
+        X, Y = batch(jax.random.key(1), n, vocab=vocab)
         assert mlp.loss_manual(p, X, Y) == mlp.loss(p, X, Y)  # the same forward, bit for bit
         g_man = jax.jit(jax.grad(mlp.loss_manual))(p, X, Y)
         g_ref = jax.jit(jax.grad(mlp.loss))(p, X, Y)
@@ -76,7 +72,7 @@ def test_vmap_over_models_and_jit():
     X, Y = batch(jax.random.key(9), 32)
     g_v = jax.jit(jax.vmap(jax.grad(mlp.loss_manual), in_axes=(0, None, None)))(ps, X, Y)
     for i in range(4):
-        p_i = jax.tree_util.tree_map(lambda a: a[i], ps)
+        p_i = jax.tree_util.tree_map(lambda a, i=i: a[i], ps)
         g_i = jax.grad(mlp.loss)(p_i, X, Y)
         t = compare({k: g_v[k][i] for k in g_i}, g_i)
         assert t.ok, str(t)
@@ -100,13 +96,40 @@ def test_batch_of_one_is_a_clear_error():
         jax.grad(mlp.loss_manual)(p, X, Y)
 
 
-def test_notebook_bug_would_fail_the_check():
-    """The notebook's last loop used stale bn_raw / bn_var_inv: gradients from another batch."""
+def _atomic_check(atomic_grads_fn, p, X, Y) -> bool:
+    """The check the notebook's cmp lines make: hand-written gradients against jax.grad, same batch."""
+    manual = atomic_grads_fn(p, X, Y)
+    return compare({k: manual[k] for k in mlp.PARAM_KEYS}, jax.grad(mlp.loss)(p, X, Y), mlp.PARAM_KEYS).ok
+
+
+def test_atomic_check_passes_the_derivation_and_fails_wrong_ones():
+    """A wrong atomic_grads must fail the check: zeros, another batch's gradients (the notebook's
+    stale-tensor bug), or one term of a formula dropped."""
     p = mlp.init_params(jax.random.key(0))
     X1, Y1 = batch(jax.random.key(1), 32)
     X2, Y2 = batch(jax.random.key(2), 32)
-    stale = mlp.atomic_grads(p, X1, Y1)["bngain"]
-    assert not compare({"bngain": stale}, {"bngain": jax.grad(mlp.loss)(p, X2, Y2)["bngain"]}).ok
+    assert _atomic_check(mlp.atomic_grads, p, X2, Y2)
+    zeros = lambda p, X, Y: jax.tree_util.tree_map(jnp.zeros_like, mlp.atomic_grads(p, X, Y))
+    stale = lambda p, X, Y: mlp.atomic_grads(p, X1, Y1)  # gradients of an earlier batch
+    oracle_of_stale = lambda p, X, Y: jax.grad(mlp.loss)(p, X1, Y1)
+
+    def slightly_off(p, X, Y):  # d_W1 off by 1/n (3%): the size of an n vs n - 1 slip
+        g = mlp.atomic_grads(p, X, Y)
+        return {**g, "W1": g["W1"] * (1 + 1 / X.shape[0])}
+
+    for wrong in (zeros, stale, oracle_of_stale, slightly_off):
+        assert not _atomic_check(wrong, p, X2, Y2), wrong
+
+
+def test_chunked_forward_equals_the_fused_forward_bit_for_bit():
+    """forward_chunked (exercise 1's atoms) is a second copy of the forward on purpose: it must agree."""
+    p = mlp.init_params(jax.random.key(3))
+    X, Y = batch(jax.random.key(4), 32)
+    v = mlp.forward_chunked(p, X, Y)
+    assert v["loss"] == mlp.loss(p, X, Y)
+    np.testing.assert_array_equal(v["h_pre_bn"], mlp.hidden_pre_bn(p, X))
+    stats = {"bnmean": v["bn_mean_i"], "bnvar": v["bn_var"]}
+    np.testing.assert_allclose(v["logits"], mlp.logits_eval(p, stats, X), rtol=1e-6, atol=1e-6)
 
 
 def test_calibration_and_eval_mode():

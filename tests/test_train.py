@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -13,9 +12,13 @@ import pytest
 
 from bpjax import mlp
 from bpjax.check import compare
-from bpjax.errors import CheckpointError, ConfigError
-from bpjax.train import (Config, TrainingDiverged, _segments, fit, gradient_fn, load_run, sample_batches,
-                         sgd_step_decay)
+from bpjax.config import Config
+from bpjax.errors import CheckpointError, ConfigError, TrainingDiverged
+from bpjax.optim import sgd_step_decay
+from bpjax.rundir import load_run
+from bpjax.step import gradient_fn, sample_batches, segments
+from bpjax.train import fit
+from conftest import run_cli
 
 SMALL = dict(n_hidden=32, steps=600, chunk=250)
 
@@ -38,9 +41,9 @@ def test_schedule():
 
 
 def test_segments_cut_at_chunks_checkpoints_and_evals():
-    assert _segments(0, 10, [4]) == [(0, 4), (4, 8), (8, 10)]
-    assert _segments(3, 10, [4, 5]) == [(3, 4), (4, 5), (5, 8), (8, 10)]
-    assert _segments(5, 5, [4]) == []
+    assert segments(0, 10, [4]) == [(0, 4), (4, 8), (8, 10)]
+    assert segments(3, 10, [4, 5]) == [(3, 4), (4, 5), (5, 8), (8, 10)]
+    assert segments(5, 5, [4]) == []
 
 
 @pytest.mark.parametrize("at_step", [0, 1000])
@@ -66,31 +69,77 @@ def run_splits(names_path):
     return make_splits(w, Vocab.from_words(w))
 
 
-def test_short_training_lowers_the_loss_and_writes_the_run_dir(names_path, tmp_path):
-    out = tmp_path / "run"
-    run = fit(small(steps=400, eval_every=200), data=names_path, out=out, verbose=False)
+@pytest.fixture(scope="module")
+def short_run(names_path, tmp_path_factory):
+    """400 steps with evals at 200 and 400, in a run directory: the tests below read it."""
+    out = tmp_path_factory.mktemp("short") / "run"
+    return fit(small(steps=400, eval_every=200), data=names_path, out=out, verbose=False), out
+
+
+def test_short_training_lowers_the_loss(short_run):
+    run, _ = short_run
+    lossi = run.history["lossi"]
+    assert lossi.shape == (400,)
+    assert 10 ** lossi[:50].mean() > 10 ** lossi[-50:].mean() + 0.3  # ~3.3 -> ~2.6
+    assert run.metrics["val_loss"] < 2.8
+    assert list(run.history["eval_steps"]) == [200, 400]
+
+
+def test_run_directory_files(short_run):
+    _, out = short_run
     assert set(os.listdir(out)) >= {"config.json", "metrics.json", "vocab.json", "checkpoint.npz",
                                     "history.npz", "loss.png"}
     assert not [f for f in os.listdir(out) if ".tmp" in f]
-    assert all((os.stat(out / f).st_mode & 0o777) == 0o644 for f in os.listdir(out))  # not mkstemp's 0600
+    env = json.loads((out / "config.json").read_text())["environment"]
+    assert {"python", "jax", "jaxlib", "optax", "numpy", "device"} <= set(env)
+
+
+def test_metrics_json(short_run):
+    run, out = short_run
     m = json.loads((out / "metrics.json").read_text())
     for k in ("train_loss", "val_loss", "test_loss", "steps", "steps_per_second", "compile_seconds",
               "wall_seconds", "grad", "seed", "n_params"):
         assert k in m, k
-    assert m["steps"] == 400 and m["grad"] == "manual" and m["n_params"] == mlp.n_params(run.params)
-    lossi = run.history["lossi"]
-    assert lossi.shape == (400,)
-    assert 10 ** lossi[:50].mean() > 10 ** lossi[-50:].mean() + 0.3  # ~3.3 -> ~2.6
-    assert m["val_loss"] < 2.8
-    assert list(run.history["eval_steps"]) == [200, 400]
-    env = json.loads((out / "config.json").read_text())["environment"]
-    assert {"python", "jax", "jaxlib", "optax", "numpy", "device"} <= set(env)
+    assert m["steps"] == 400 and m["grad"] == "manual" and m["model"] == "mlp"
+    assert m["n_params"] == mlp.n_params(run.params)
+
+
+def test_load_run_gives_back_the_run(short_run):
+    run, out = short_run
     back = load_run(out)
-    assert back.metrics == m and back.step == 400
-    np.testing.assert_array_equal(back.history["lossi"], lossi)
+    assert back.metrics == run.metrics and back.step == 400
+    np.testing.assert_array_equal(back.history["lossi"], run.history["lossi"])
     for k in run.params:
         np.testing.assert_array_equal(back.params[k], run.params[k])
     assert len(back.sample(n=5)) == 5
+
+
+def test_history_has_one_form_in_memory_and_on_disk(names_path, short_run, tmp_path):
+    """fit's history and load_run's are the same arrays with the same dtypes, for a complete run
+    and a stopped one (0.1.0 gave a stopped run's eval_steps as float64 from fit, int64 from disk)."""
+    stopped = fit(small(steps=400, eval_every=100), data=names_path, out=tmp_path / "s", stop_at=250,
+                  verbose=False, save_plot=False)
+    empty = fit(small(steps=400), data=names_path, out=tmp_path / "e", stop_at=50, verbose=False, save_plot=False)
+    for run, out in (short_run, (stopped, tmp_path / "s"), (empty, tmp_path / "e")):
+        back = load_run(out).history
+        on_disk = dict(np.load(out / "history.npz"))
+        for k in ("lossi", "eval_steps", "eval_val"):
+            assert run.history[k].dtype == back[k].dtype == on_disk[k].dtype, (k, run.history[k].dtype, back[k].dtype)
+            np.testing.assert_array_equal(run.history[k], back[k])
+    assert stopped.history["eval_steps"].dtype == np.int64 and list(stopped.history["eval_steps"]) == [100, 200]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_run_files_follow_the_umask(names_path, tmp_path, umask):
+    """Files get 0o666 & ~umask, as open() gives, not mkstemp's 0o600 nor a fixed 0o644."""
+    old = os.umask(umask)
+    try:
+        out = tmp_path / "run"
+        fit(small(steps=10), data=names_path, out=out, verbose=False)
+    finally:
+        os.umask(old)
+    modes = {f: os.stat(out / f).st_mode & 0o777 for f in os.listdir(out)}
+    assert modes and all(m == 0o666 & ~umask for m in modes.values()), modes
 
 
 def test_same_seed_twice_is_identical_and_autodiff_agrees(names_path):
@@ -168,9 +217,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(names
 
 
 # --- the command line -----------------------------------------------------------------------
-def cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "bpjax", *args], capture_output=True, text=True,
-                          timeout=600, **kw)
+cli = run_cli
 
 
 def test_cli_train_resume_and_sample(names_path, tmp_path):

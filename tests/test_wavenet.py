@@ -5,16 +5,15 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
+import conftest
+from bpjax import Config, fit, load_run, mlp, wavenet
 from bpjax import layers as L
-from bpjax import mlp, wavenet
 from bpjax.check import check_vjp, compare
 from bpjax.errors import ConfigError
-from bpjax.train import Config, fit, load_run
 
 
 def batch(key, n, block=8, vocab=27):
-    kx, ky = jax.random.split(key)
-    return jax.random.randint(kx, (n, block), 0, vocab), jax.random.randint(ky, (n,), 0, vocab)
+    return conftest.batch(key, n, block=block, vocab=vocab)
 
 
 def test_parameter_count_and_shapes():

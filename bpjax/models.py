@@ -1,0 +1,113 @@
+"""The model interface, and the registry of the models bpjax ships.
+
+A model is a handful of pure functions over ``(params, state)`` pytrees, described by one value::
+
+    MODEL = Model(name="mlp", sizes={"n_embd": 10, "n_hidden": 64, "block_size": 3},
+                  init=init, loss=loss, loss_manual=loss_manual, logits_eval=logits_eval, ...)
+
+* ``init(key, *, vocab_size, **sizes) -> (params, state)``; ``state`` is ``{}`` for a model
+  without running statistics;
+* ``loss(params, state, X, Y) -> (loss, new_state)``: plain ``jnp``, so ``jax.grad`` of it is the
+  oracle; ``loss_manual``: the same value from the ``custom_vjp`` layers of :mod:`bpjax.layers`;
+* ``logits_eval(params, stats, X) -> logits [N, V]``: eval mode, with ``stats`` from
+  ``eval_stats(params, state, X_train)`` (default: the state itself, e.g. running statistics);
+* ``check_tables(params, state, X, Y) -> [Table]``: ``bpjax check``'s tables (default: the whole
+  model, ``jax.grad(loss_manual)`` against ``jax.grad(loss)``, one row per parameter);
+* ``flops(batch, vocab_size, **sizes) -> int``: one training step's matmul FLOPs (optional).
+
+Every model module exports one ``MODEL``; :func:`get` and :func:`names` read the registry below.
+Adding a model is one new module plus one line in :data:`_MODULES`. A model of your own needs no
+registration: pass it as ``Config(model=my_model)`` (see the README).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+DATA_LAYOUTS = ("windows",)
+"""How a model's (X, Y) rows are cut from the words: ``"windows"`` are the notebook's context
+windows (``X`` [N, block_size], ``Y`` [N]: the next character), ``block_size`` one of its sizes."""
+
+
+def _state_as_stats(params, state, X_train):
+    return state
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """What bpjax needs of a model. See the module docstring for each function's signature."""
+
+    name: str
+    init: Callable
+    loss: Callable
+    loss_manual: Callable
+    logits_eval: Callable
+    sizes: dict = field(default_factory=dict)
+    """The model's size options and their defaults (``n_hidden``, ...): keyword arguments of ``init``."""
+    defaults: dict = field(default_factory=dict)
+    """Training settings this model starts from instead of :class:`bpjax.config.Config`'s (``lr``, ...)."""
+    eval_stats: Callable = _state_as_stats
+    check_tables: Callable | None = None
+    flops: Callable | None = None
+    data: str = "windows"
+    min_batch: int = 1
+    """Rows a training batch needs (2 for batch norm: Bessel's n - 1)."""
+    check_sizes: Callable | None = None
+    """``check_sizes(sizes)`` raises :class:`ConfigError` for sizes the architecture cannot take."""
+    help: dict = field(default_factory=dict)
+    """One line of help per size (``--n-hidden``'s text) and ``""`` for the model itself."""
+
+    def __post_init__(self):
+        if self.data not in DATA_LAYOUTS:
+            raise ConfigError(f"model {self.name!r}: data layout must be one of {DATA_LAYOUTS}, got {self.data!r}")
+        if self.data == "windows" and "block_size" not in self.sizes:
+            raise ConfigError(f"model {self.name!r} trains on context windows, so its sizes need a block_size")
+
+    def __repr__(self):
+        return f"Model({self.name!r}, sizes={self.sizes})"
+
+    def tables(self, params, state, X, Y) -> list:
+        """``bpjax check``'s tables for this model on one batch."""
+        if self.check_tables is not None:
+            return self.check_tables(params, state, X, Y)
+        from .check import model_table
+
+        return [model_table(lambda p, X, Y: self.loss_manual(p, state, X, Y)[0],
+                            lambda p, X, Y: self.loss(p, state, X, Y)[0], params, X, Y,
+                            title=f"whole {self.name}: grad(loss_manual) vs grad(loss)")]
+
+
+_MODULES = {  # name -> module exporting MODEL; adding a model is one line here
+    "mlp": "bpjax.mlp",
+    "wavenet": "bpjax.wavenet",
+}
+
+
+def names() -> tuple[str, ...]:
+    """The registered models' names, in the order ``--model`` lists them."""
+    return tuple(_MODULES)
+
+
+def get(name) -> Model:
+    """The registered model ``name`` (a :class:`Model` passes through unchanged)."""
+    if isinstance(name, Model):
+        return name
+    if name not in _MODULES:
+        raise ConfigError(f"model must be one of {', '.join(_MODULES)}, got {name!r}")
+    model = importlib.import_module(_MODULES[name]).MODEL
+    assert model.name == name, (model.name, name)
+    return model
+
+
+def all_sizes() -> dict[str, str]:
+    """Every registered model's size names with a line of help: the CLI's size flags."""
+    out = {}
+    for n in names():
+        m = get(n)
+        for k in m.sizes:
+            out.setdefault(k, m.help.get(k, k.replace("_", " ")))
+    return out

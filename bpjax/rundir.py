@@ -1,0 +1,299 @@
+"""A run directory: what a training leaves behind, and :class:`Run`, the same in memory.
+
+    runs/<timestamp>/
+      config.json      the Config, the data file (path, SHA-256), versions and device, parallelism
+      vocab.json       the vocabulary
+      checkpoint.npz   params, optimizer state, model state, RNG key, step, eval statistics and the
+                       loss history up to that step: one file, written atomically
+      history.npz      the same history, for readers of the directory
+      metrics.json     split losses, speed, status (complete | stopped | interrupted)
+      loss.png         the loss curve
+
+``load_run(DIR)`` reads any of them back, bpjax 0.1.0's included, checking every array against
+the config: a damaged directory is one :class:`~bpjax.errors.CheckpointError` line.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .config import Config
+from .data import Vocab
+from .errors import CheckpointError, ConfigError
+from .io import atomic_savez, atomic_write_json
+from .models import Model
+from .optim import make_optimizer
+
+CHECKPOINT = "checkpoint.npz"
+HISTORY = "history.npz"
+CHECKPOINT_FORMAT = 1
+
+
+# --------------------------------------------------------------------------------------------
+# History: one place, one dtype per array
+# --------------------------------------------------------------------------------------------
+@dataclass
+class History:
+    """The per-step log10 losses (the notebook's ``lossi``) and the eval points ``(step, val)``."""
+
+    lossi: list = field(default_factory=list)
+    evals: list = field(default_factory=list)
+
+    def arrays(self) -> dict:
+        """``{"lossi": float32 [steps], "eval_steps": int64 [k], "eval_val": float64 [k]}``:
+        the one form of a history, in memory, in the checkpoint and in ``history.npz``."""
+        return {"lossi": np.asarray(self.lossi, np.float32),
+                "eval_steps": np.asarray([s for s, _ in self.evals], np.int64),
+                "eval_val": np.asarray([v for _, v in self.evals], np.float64)}
+
+    @classmethod
+    def from_arrays(cls, h: dict) -> History:
+        return cls(list(np.asarray(h["lossi"], np.float32)),
+                   list(zip(np.asarray(h["eval_steps"]).tolist(), np.asarray(h["eval_val"]).tolist(), strict=True)))
+
+
+# --------------------------------------------------------------------------------------------
+# Run
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """A trained (or stopped) run: everything needed to evaluate or sample without the data."""
+
+    params: dict
+    bn_stats: dict  # the statistics eval mode uses (see Model.eval_stats)
+    vocab: Vocab
+    config: Config
+    metrics: dict
+    history: dict  # History.arrays(): {"lossi": [steps] log10 losses, "eval_steps": [k], "eval_val": [k]}
+    dir: Path | None = None
+    opt_state: object = field(default=None, repr=False)
+    key_data: np.ndarray | None = field(default=None, repr=False)
+    step: int = 0
+    state: dict = field(default_factory=dict, repr=False)  # training-mode state (running statistics)
+
+    @property
+    def model(self) -> Model:
+        return self.config.spec
+
+    def logits(self, X):
+        """Eval-mode logits ``[N, V]`` for contexts ``X`` [N, block_size]."""
+        return self.model.logits_eval(self.params, self.bn_stats, jnp.asarray(X))
+
+    def split_loss(self, splits: dict, split: str = "val") -> float:
+        """Eval-mode loss on one split of ``make_splits(...)`` (the notebook's ``split_loss``)."""
+        from .step import split_losses
+
+        return split_losses(self.model, self.params, self.bn_stats, splits, (split,))[f"{split}_loss"]
+
+    def sample(self, n: int = 20, seed: int = 0, max_len: int = 50) -> list[str]:
+        from .sample import sample_names
+
+        return sample_names(self.model.logits_eval, self.params, self.bn_stats, self.vocab,
+                            self.config.block_size, n=n, key=jax.random.key(seed), max_len=max_len)
+
+    def __repr__(self):
+        m = self.metrics
+        losses = ", ".join(f"{k} {m[k + '_loss']:.4f}" for k in ("train", "val", "test") if k + "_loss" in m)
+        return f"Run({self.dir or 'in memory'}: step {self.step}/{self.config.steps}, {losses})"
+
+    def _repr_html_(self):
+        """Metrics as a table and the loss curve inline: how a Run shows in Jupyter."""
+        import base64
+        import html
+        import io
+
+        from .report import loss_figure
+
+        fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+        rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(fmt(v))}</td></tr>"
+                       for k, v in self.metrics.items() if not isinstance(v, (dict, list)))
+        img = ""
+        fig = loss_figure(self.history, title=f"{self.config.grad} gradients, seed {self.config.seed}")
+        if fig is not None:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=80)
+            img = f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'/>"
+        return (f"<b>{html.escape(repr(self))}</b><div style='display:flex;gap:1em;align-items:flex-start'>"
+                f"<table>{rows}</table>{img}</div>")
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+def environment() -> dict:
+    """What the notebook's ``%watermark`` printed: versions and the device."""
+    import jaxlib
+
+    dev = jax.devices()[0]
+    return {
+        "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+        "optax": optax.__version__, "numpy": np.__version__, "platform": platform.platform(),
+        "device": f"{dev.platform}:{getattr(dev, 'device_kind', dev.platform)}",
+        "device_count": jax.device_count(), "process_count": jax.process_count(),
+    }
+
+
+def new_run_dir() -> Path:
+    """``runs/<timestamp>``, with a suffix if another run started in the same second."""
+    base = Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    d, i = base, 1
+    while d.exists():
+        d, i = base.with_name(f"{base.name}-{i}"), i + 1
+    return d
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """A new run may not overwrite another: :class:`ConfigError` if ``run_dir`` holds one."""
+    if (run_dir / CHECKPOINT).exists() or (run_dir / "config.json").exists():
+        raise ConfigError(f"{run_dir} already holds a run; resume it with --resume {run_dir} "
+                          "or choose another --out")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} exists and is not a directory")
+
+
+def write_run_start(run_dir: Path, cfg: Config, vocab: Vocab, data_info: dict, parallel: dict) -> None:
+    """Create ``run_dir`` with ``config.json`` and ``vocab.json``."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the run directory {run_dir}: {e.strerror}") from None
+    atomic_write_json(run_dir / "config.json", {"config": cfg.to_json(), "data": data_info,
+                                                "environment": environment(), "parallel": parallel})
+    atomic_write_json(run_dir / "vocab.json", vocab.to_json())
+
+
+def _flat(prefix: str, tree) -> dict:
+    """``{"params/['W1']": array, ...}``: a pytree's leaves under readable path names."""
+    return {prefix + jax.tree_util.keystr(path): np.asarray(v)
+            for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def save_checkpoint(run_dir: Path, params, opt_state, state, key_data, step: int, bn_stats,
+                    history: History) -> None:
+    """Params, optimizer state, model state, RNG key, step, eval statistics and the loss history up
+    to ``step``, in one ``.npz`` written atomically (temp file + rename): they cannot disagree.
+    ``history.npz`` gets the same history."""
+    h = history.arrays()
+    arrays = {**_flat("params", params), **_flat("opt", opt_state), **_flat("state", state),
+              **_flat("bn", bn_stats), **{f"history/{k}": v for k, v in h.items()}}
+    arrays.update(key=np.asarray(key_data), step=np.asarray(step, np.int64),
+                  format=np.asarray(CHECKPOINT_FORMAT))
+    atomic_savez(run_dir / CHECKPOINT, **arrays)
+    atomic_savez(run_dir / HISTORY, **h)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+def _unflat(z: dict, prefix: str, template, path: Path, what: str):
+    """The pytree of ``template``'s structure from ``z``, every leaf's shape and dtype checked."""
+    leaves = []
+    for kp, t in jax.tree_util.tree_flatten_with_path(template)[0]:
+        name = prefix + jax.tree_util.keystr(kp)
+        a = z.get(name)
+        if a is None or a.shape != t.shape or a.dtype != t.dtype:
+            got = "missing" if a is None else f"{a.dtype}{list(a.shape)}"
+            raise CheckpointError(f"{path}: {what} {jax.tree_util.keystr(kp)} is {got}, the config needs "
+                                  f"{t.dtype}{list(t.shape)}; checkpoint and config.json do not match")
+        leaves.append(jnp.asarray(a))
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
+
+
+def _load_npz(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; is this a bpjax run directory?")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:
+        raise CheckpointError(f"{path} is corrupt ({e.__class__.__name__}); "
+                              "train again or resume from an intact copy") from None
+
+
+def _load_history(z: dict, path: Path, step: int) -> History:
+    h = {}
+    for k, kind in (("lossi", "f"), ("eval_steps", "iu"), ("eval_val", "f")):
+        a = z.get(f"history/{k}")
+        if a is None or a.ndim != 1 or (a.size and a.dtype.kind not in kind):
+            raise CheckpointError(f"{path}: the loss history ({k}) is missing or malformed")
+        h[k] = a
+    if len(h["lossi"]) != step or len(h["eval_steps"]) != len(h["eval_val"]):
+        raise CheckpointError(f"{path}: the loss history does not match step {step}; the checkpoint is damaged")
+    return History.from_arrays(h)
+
+
+def load_checkpoint(run_dir: Path, cfg: Config, vocab: Vocab):
+    """Read and check a checkpoint against the config.
+
+    Returns ``(params, opt_state, state, key_data, step, bn_stats, history)``.
+    """
+    path = run_dir / CHECKPOINT
+    z = _load_npz(path)
+    fmt = z.get("format")
+    if fmt is None or fmt.shape != () or fmt.dtype.kind not in "iu" or int(fmt) != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} has an unknown format; it was not written by this bpjax")
+    spec = cfg.spec
+    p_tmpl, s_tmpl = jax.eval_shape(lambda: spec.init(jax.random.key(0), vocab_size=vocab.size, **cfg.sizes))
+    params = _unflat(z, "params", p_tmpl, path, "parameter")
+    opt_state = _unflat(z, "opt", jax.eval_shape(make_optimizer(cfg).init, p_tmpl), path, "optimizer state")
+    state = _unflat(z, "state", s_tmpl, path, "model state")
+    X1 = jax.ShapeDtypeStruct((2, cfg.block_size), jnp.int32)
+    bn = _unflat(z, "bn", jax.eval_shape(spec.eval_stats, p_tmpl, s_tmpl, X1), path, "eval statistic")
+    key_data, step = z.get("key"), z.get("step")
+    if step is None or step.shape != () or step.dtype.kind not in "iu":
+        raise CheckpointError(f"{path}: 'step' is missing or not an integer; the checkpoint is damaged")
+    step = int(step)
+    want_key = np.asarray(jax.random.key_data(jax.random.key(0)))
+    if key_data is None or key_data.shape != want_key.shape or key_data.dtype != want_key.dtype:
+        raise CheckpointError(f"{path}: the RNG key is missing or malformed; the checkpoint is damaged")
+    if not 0 <= step <= cfg.steps:
+        raise CheckpointError(f"{path}: step {step} is outside the run's 0..{cfg.steps}")
+    history = _load_history(z, path, step)
+    if not all(np.isfinite(np.asarray(v)).all() for v in jax.tree_util.tree_leaves(params)):
+        raise CheckpointError(f"{path} holds non-finite parameters")
+    return params, opt_state, state, key_data, step, bn, history
+
+
+def read_json(path: Path) -> dict:
+    """A run directory's JSON file; missing or invalid is a :class:`CheckpointError`."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; is this a bpjax run directory?")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e.__class__.__name__}); "
+                              "the run directory is damaged") from None
+
+
+def load_run(run_dir, model: Model | None = None) -> Run:
+    """A :class:`Run` from its directory: config, vocabulary, checkpoint, metrics and history.
+
+    ``model``: the :class:`~bpjax.models.Model` of a run trained with a model of your own.
+    """
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise CheckpointError(f"run directory {str(d)!r} does not exist")
+    meta = read_json(d / "config.json")
+    cfg = Config.from_json(meta.get("config") if isinstance(meta, dict) else None, model=model)
+    vocab = Vocab.from_json(read_json(d / "vocab.json"))
+    params, opt_state, state, key_data, step, bn, history = load_checkpoint(d, cfg, vocab)
+    metrics = read_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
+    return Run(params, bn, vocab, cfg, metrics, history.arrays(), d, opt_state, key_data, step, state)
+
+
+def data_info(run_dir: Path) -> dict:
+    """The data file a run trained on, from its config.json: ``{"path", "sha256", "words"}``."""
+    info = read_json(run_dir / "config.json").get("data")
+    if not isinstance(info, dict) or not all(isinstance(info.get(k), str) for k in ("path", "sha256")):
+        raise CheckpointError(f"{run_dir / 'config.json'} does not say which data file the run used; "
+                              "it is damaged")
+    return info
