@@ -34,6 +34,9 @@ from .optim import make_optimizer
 from .rundir import environment
 from .step import ChunkRunner, gradient_fn, init_train_state, make_train_chunk, vmapped_train_chunk
 
+REFERENCE = "mlp"
+"""The notebook's model: the grad, scaling and vmap rows measure it; every other registered model
+gets its manual and autodiff rows at its defaults."""
 PEAK_GFLOPS_CPU_CORE = 166.4  # AVX-512: 2 FMA units x 16 fp32 lanes x 2 flops x 2.6 GHz
 TORCH_BASELINES = Path(__file__).resolve().parent.parent / "experiments" / "torch_baselines.py"
 
@@ -155,7 +158,7 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
         log(f"{group:9s} {name:34s} {row['steps_per_second']:>11,.0f} steps/s  "
             f"{row['model_steps_per_second']:>11,.0f} model-steps/s  {gf}")
 
-    def bpjax_row(group, name, model="mlp", grad="manual", K=0, n_steps=steps, **settings):
+    def bpjax_row(group, name, model=REFERENCE, grad="manual", K=0, n_steps=steps, **settings):
         cfg = Config(model, **settings)
         res = bench_bpjax(*train_rows(model), V, model=model, grad=grad, steps=n_steps, repeats=repeats, K=K,
                           **settings)
@@ -167,22 +170,19 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
         log(torch_note)
 
     def torch_rows(group, model, n_steps):
-        for name, variant, fn in (torch_mod.BASELINES.get(model, []) if torch_mod else []):
-            ts = max(n_steps // 4, 50) if variant == "double_loop" else n_steps
+        for name, variant, grad, fn in (torch_mod.BASELINES.get(model, []) if torch_mod else []):
+            ts = max(n_steps // 4, 50) if variant == "double_loop" else n_steps  # the slow Python loop
             rates = fn(*train_rows(model), V, steps=ts, repeats=max(2, repeats // 2))
             cfg = Config(model)
-            grad = "manual" if model == "mlp" else "autodiff"  # the notebook's loop is its manual backward
             add(group, name, _row(rates, step_flops(cfg, V)), impl="pytorch", model=model, grad=grad,
                 variant=variant, K=1, n_hidden=cfg.sizes.get("n_hidden"), batch=cfg.batch_size)
 
     for n_hidden in (64, 200):
         for grad in GRADS:
             bpjax_row("grad", f"bpjax {grad}, n_hidden {n_hidden}", grad=grad, n_hidden=n_hidden)
-    torch_rows("pytorch", "mlp", min(torch_steps, steps))
+    torch_rows("pytorch", REFERENCE, min(torch_steps, steps))
     model_steps = max(steps // 10, 100)
-    for model in models.names():
-        if model == "mlp":
-            continue
+    for model in (m for m in models.names() if m != REFERENCE):
         for grad in GRADS:
             bpjax_row(model, f"bpjax {grad}, {model}", model=model, grad=grad, n_steps=model_steps)
         torch_rows(model, model, max(min(torch_steps, model_steps) // 2, 20))
@@ -210,18 +210,19 @@ def _summary(rows: list[dict], peak, V: int, with_torch: bool) -> dict:
          "manual_over_autodiff_n_hidden_200": mlp("manual", 200) / mlp("autodiff", 200),
          "vmap16_over_single_manual": sps(group="vmap", grad="manual", K=16) / mlp("manual"),
          "vmap16_over_single_autodiff": sps(group="vmap", grad="autodiff", K=16) / mlp("autodiff")}
-    for model in models.names():
-        if model != "mlp":
-            man = sps(group=model, impl="bpjax", grad="manual")
-            s[f"{model}_manual_over_autodiff"] = man / sps(group=model, impl="bpjax", grad="autodiff")
-            for r in rows:
-                if r["group"] == model and r["impl"] == "pytorch":
-                    s[f"{model}_manual_over_pytorch_{r['variant']}"] = man / r["model_steps_per_second"]
+    for model in (m for m in models.names() if m != REFERENCE):
+        man = sps(group=model, impl="bpjax", grad="manual")
+        s[f"{model}_manual_over_autodiff"] = man / sps(group=model, impl="bpjax", grad="autodiff")
+        for r in rows:
+            if r["group"] == model and r["impl"] == "pytorch":
+                s[f"{model}_manual_over_pytorch_{r['variant']}"] = man / r["model_steps_per_second"]
     if with_torch:
-        s["manual_over_pytorch_notebook_loop"] = mlp("manual") / sps(impl="pytorch", model="mlp", variant="double_loop")
-        s["manual_over_pytorch_index_add"] = mlp("manual") / sps(impl="pytorch", model="mlp", variant="index_add")
+        torch_ref = lambda variant: sps(impl="pytorch", model=REFERENCE, variant=variant)  # noqa: E731
+        s["manual_over_pytorch_notebook_loop"] = mlp("manual") / torch_ref("double_loop")
+        s["manual_over_pytorch_index_add"] = mlp("manual") / torch_ref("index_add")
     if peak:
-        f = models.get("mlp").flops(32, V, **models.get("mlp").sizes)
+        ref = models.get(REFERENCE)
+        f = ref.flops(32, V, **ref.sizes)
         s["compute_limit_steps_per_second"] = peak * 1e9 / f
         s["manual_fraction_of_compute_limit"] = mlp("manual") / (peak * 1e9 / f)
     return s

@@ -12,6 +12,7 @@ Every error the user can fix prints one line, ``bpjax <cmd>: error: ...``, and e
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 
@@ -71,9 +72,11 @@ def cmd_check(args) -> int:
         k_init, k_batch = jax.random.split(jax.random.key(args.seed))
         ix = jax.random.randint(k_batch, (args.batch_size,), 0, Xtr.shape[0])
         X, Y = jnp.asarray(Xtr)[ix], jnp.asarray(Ytr)[ix]
-        params, state = spec.init(k_init, vocab_size=vocab.size, **cfg.sizes)
-        params = jax.tree_util.tree_map(lambda a: a.astype(dtype), params)  # the init's values, in dtype
-        state = jax.tree_util.tree_map(lambda a: a.astype(dtype), state)
+        if "dtype" in inspect.signature(spec.init).parameters:  # drawn in dtype (bpjax's models)
+            params, state = spec.init(k_init, vocab_size=vocab.size, dtype=dtype, **cfg.sizes)
+        else:  # a model of your own: its float32 init, cast
+            params, state = spec.init(k_init, vocab_size=vocab.size, **cfg.sizes)
+        params, state = jax.tree_util.tree_map(lambda a: a.astype(dtype), (params, state))
         loss = float(spec.loss(params, state, X, Y)[0])
         tables = spec.tables(params, state, X, Y)
         print(f"bpjax check --model {args.model}: {info['words']} words, vocabulary {vocab.size}, batch "
@@ -81,7 +84,7 @@ def cmd_check(args) -> int:
     for t in tables:
         print()
         print(t)
-    ok = all(t.ok for t in tables)
+    ok = bool(tables) and all(t.ok for t in tables)  # no table checks nothing
     if args.json:
         atomic_write_json(args.json, {"rows": [r for t in tables for r in t.to_json()]})
     bad = [f"{r.table}/{r.name}" for t in tables for r in t if not r.ok]
@@ -121,7 +124,7 @@ def add_train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--lr-decay-step", type=int, help="step from which lr is multiplied by the decay factor "
                    "(default half the steps)")
     t.add_argument("--lr-decay-factor", type=float, help=f"(default {d.lr_decay_factor})")
-    t.add_argument("--weight-decay", type=float, help=f"AdamW's decoupled weight decay (default {d.weight_decay})")
+    t.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay (default 0.01)")
     t.add_argument("--seed", type=int, help=f"init and minibatch seed (default {d.seed})")
     t.add_argument("--split-seed", type=int, help=f"train/val/test shuffle seed (default {d.split_seed})")
     t.add_argument("--grad", choices=GRADS, help="hand-written backward or jax.grad (default manual)")

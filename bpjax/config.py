@@ -29,6 +29,11 @@ OPTIMIZERS = ("sgd", "adamw")
 ``weight_decay``. Both with the step-decay schedule ``lr`` then ``lr * lr_decay_factor``."""
 
 
+def _settings() -> tuple[str, ...]:
+    """Config's settings, in field order: its fields but the model and its sizes."""
+    return tuple(f.name for f in dataclasses.fields(Config) if f.name not in ("model", "sizes"))
+
+
 @dataclass(init=False)
 class Config:
     """Everything that defines a run. Defaults: the notebook's config (4,137 parameters).
@@ -45,7 +50,7 @@ class Config:
     lr: float = 0.1
     lr_decay_step: int | None = None  # None: half the steps
     lr_decay_factor: float = 0.1
-    weight_decay: float = 0.01  # adamw only
+    weight_decay: float | None = None  # adamw's; None: 0.01 (makemore's)
     seed: int = 0  # init and minibatches
     split_seed: int = 42  # the notebook's random.seed(42) shuffle
     grad: str = "manual"  # manual | autodiff
@@ -54,29 +59,34 @@ class Config:
 
     def __init__(self, model: str | Model = "mlp", **kwargs):
         spec = models.get(model)
-        settings = {f.name for f in dataclasses.fields(self)} - {"model", "sizes"}
-        given_sizes = dict(kwargs.pop("sizes", None) or {})
-        for k in list(kwargs):
-            if k in spec.sizes:
-                given_sizes[k] = kwargs.pop(k)
-        unknown = set(kwargs) - settings
-        unknown |= set(given_sizes) - set(spec.sizes)
+        settings = set(_settings())
+        if clash := set(spec.sizes) & (settings | {"model", "sizes"}):
+            raise ConfigError(f"model {spec.name!r} names a size like a setting: {', '.join(sorted(clash))}")
+        given = {**spec.defaults, **kwargs}  # the model's defaults, then the arguments
+        sizes = dict(given.pop("sizes", None) or {})
+        sizes.update({k: given.pop(k) for k in list(given) if k in spec.sizes})
+        unknown = (set(given) - settings) | (set(sizes) - set(spec.sizes))
         if unknown:
             raise ConfigError(f"model {spec.name!r} has no setting or size {', '.join(sorted(unknown))}; "
                               f"its sizes are {', '.join(spec.sizes) or 'none'}")
-        self.model = model
-        self.sizes = {**spec.sizes, **given_sizes}
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "sizes", {**spec.sizes, **sizes})
         for f in dataclasses.fields(self):
             if f.name in settings:
-                setattr(self, f.name, f.default)
-        for k, v in {**spec.defaults, **kwargs}.items():
-            setattr(self, k, v)
+                setattr(self, f.name, given.get(f.name, f.default))
 
     def __getattr__(self, name):  # a size reads like a field: cfg.n_hidden
         sizes = self.__dict__.get("sizes")
         if sizes is not None and name in sizes:
             return sizes[name]
         raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+
+    def __setattr__(self, name, value):  # and writes like one: cfg.n_hidden = 200 sets the size
+        sizes = self.__dict__.get("sizes")
+        if sizes is not None and name in sizes:
+            sizes[name] = value
+        else:
+            object.__setattr__(self, name, value)
 
     @classmethod
     def for_model(cls, model: str | Model = "mlp", **overrides) -> Config:
@@ -97,10 +107,15 @@ class Config:
         return self.steps // 2 if self.lr_decay_step is None else self.lr_decay_step
 
     def replace(self, **changes) -> Config:
-        """A copy with ``changes`` (settings or sizes) applied."""
-        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("model", "sizes")}
+        """A copy with ``changes`` (settings or sizes) applied. With another ``model``, the settings
+        this config changed from its model's defaults carry over; sizes and the rest are the new model's."""
+        settings = {k: getattr(self, k) for k in _settings()}
         model = changes.pop("model", self.model)
-        return Config(model, sizes=dict(self.sizes), **{**settings, **changes})
+        if models.get(model) is self.spec:
+            return Config(model, sizes=dict(self.sizes), **{**settings, **changes})
+        mine = Config(self.model)
+        changed = {k: v for k, v in settings.items() if v != getattr(mine, k)}
+        return Config(model, **{**changed, **changes})
 
     def validate(self, stop_at: int | None = None) -> Config:
         """Raise :class:`ConfigError` (one line) for anything nonsensical, before any compiling."""
@@ -123,8 +138,10 @@ class Config:
              f"lr-decay-factor must be a positive number, got {self.lr_decay_factor}")
         need(self.lr_decay_step is None or 0 <= self.lr_decay_step < 2**31,
              f"lr-decay-step must be between 0 and 2**31 - 1, got {self.lr_decay_step}")
-        need(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+        need(self.weight_decay is None or (math.isfinite(self.weight_decay) and self.weight_decay >= 0),
              f"weight-decay must be a number >= 0, got {self.weight_decay}")
+        need(self.weight_decay is None or self.optimizer == "adamw",
+             "weight-decay applies to --optimizer adamw only (the notebook's SGD has none)")
         need(self.eval_every >= 0, f"eval-every must be >= 0, got {self.eval_every}")
         need(self.grad in GRADS, f"grad must be one of {', '.join(GRADS)}, got {self.grad!r}")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
@@ -136,10 +153,7 @@ class Config:
 
     def to_json(self) -> dict:
         """Settings and sizes, flat (``{"model": "mlp", "n_embd": 10, ..., "lr": 0.1, ...}``)."""
-        out = {"model": self.model_name, **self.sizes}
-        out.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                    if f.name not in ("model", "sizes")})
-        return out
+        return {"model": self.model_name, **self.sizes, **{k: getattr(self, k) for k in _settings()}}
 
     @classmethod
     def from_json(cls, obj: dict, model: Model | None = None) -> Config:
@@ -150,6 +164,8 @@ class Config:
         if not isinstance(obj, dict):
             raise CheckpointError("config.json is malformed: 'config' is not an object")
         name = obj.get("model", "mlp")
+        if not isinstance(name, str):
+            raise CheckpointError(f"config.json is malformed: model = {name!r}")
         if model is not None and name != model.name:
             raise CheckpointError(f"config.json is for model {name!r}, not {model.name!r}")
         try:
@@ -157,13 +173,12 @@ class Config:
         except ConfigError as e:
             raise CheckpointError(f"config.json is invalid: {e}; "
                                   "for a model of your own: load_run(DIR, model=...)") from None
-        settings = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("model", "sizes")}
-        unknown = set(obj) - set(settings) - set(spec.sizes) - {"model"}
+        unknown = set(obj) - set(_settings()) - set(spec.sizes) - {"model"}
         if unknown:
             raise CheckpointError(f"config.json has unknown keys {sorted(unknown)}; "
                                   "was it written by another version of bpjax?")
         kinds = {"grad": str, "optimizer": str, "lr": (int, float), "lr_decay_factor": (int, float),
-                 "weight_decay": (int, float), "lr_decay_step": (int, type(None))}
+                 "weight_decay": (int, float, type(None)), "lr_decay_step": (int, type(None))}
         for k, v in obj.items():
             if k == "model":
                 continue

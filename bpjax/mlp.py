@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from . import layers as L
-from .check import NO_TAP, Tap
-from .models import Model
+from .check import NO_TAP, Tap, tap_grads
+from .models import Model, n_params  # noqa: F401  (mlp.n_params: the notebook's name)
 
 PARAM_KEYS = ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")
 
@@ -54,10 +54,6 @@ def init_params(key, *, vocab_size: int = 27, n_embd: int = 10, n_hidden: int = 
         "bngain": jnp.ones((1, H), dtype) * 0.1 + 1.0,
         "bnbias": jnp.ones((1, H), dtype) * 0.1,
     }
-
-
-def n_params(params) -> int:
-    return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
 
 
 def _hidden_pre_bn(params, X, ly: L.Layers, tap=NO_TAP):
@@ -147,7 +143,11 @@ def forward_chunked(params, X, Y, taps=None) -> dict:
     taps the values are unchanged and ``jax.grad`` with respect to a tap is the gradient with
     respect to that intermediate (JAX's stand-in for PyTorch's ``retain_grad``).
     """
-    t = Tap(taps)
+    return _forward_chunked(params, X, Y, Tap(taps))
+
+
+def _forward_chunked(params, X, Y, t) -> dict:
+    """:func:`forward_chunked` with each intermediate passed through the tap ``t(name, value)``."""
     C, W1, b1, W2, b2 = (params[k] for k in ("C", "W1", "b1", "W2", "b2"))
     bngain, bnbias = params["bngain"], params["bnbias"]
     n = X.shape[0]
@@ -182,10 +182,8 @@ def forward_chunked(params, X, Y, taps=None) -> dict:
 
 def atomic_oracle(params, X, Y) -> dict:
     """``jax.grad`` of the loss with respect to every intermediate and every parameter."""
-    v = forward_chunked(params, X, Y)
-    taps = {k: jnp.zeros_like(v[k]) for k in INTERMEDIATES}
-    f = lambda p, tp: forward_chunked(p, X, Y, tp)["loss"]
-    d_params, d_taps = jax.grad(f, argnums=(0, 1))(params, taps)
+    _, _, d_taps, (d_params,) = tap_grads(lambda tap, p: _forward_chunked(p, X, Y, tap)["loss"], params,
+                                          names=INTERMEDIATES)
     return {**d_taps, **d_params}
 
 
@@ -290,7 +288,8 @@ MODEL = Model(
     sizes={"n_embd": 10, "n_hidden": 64, "block_size": 3},
     help={"": "the notebook's MLP: embedding, linear, batch norm, tanh, linear (4,137 parameters)",
           "n_embd": "embedding size", "n_hidden": "hidden units", "block_size": "context length"},
-    init=lambda key, *, vocab_size, **sizes: (init_params(key, vocab_size=vocab_size, **sizes), {}),
+    init=lambda key, *, vocab_size, dtype=jnp.float32, **sizes: (
+        init_params(key, vocab_size=vocab_size, dtype=dtype, **sizes), {}),
     loss=lambda p, s, X, Y: (loss(p, X, Y), s),  # jax.grad of the plain forward: the oracle
     loss_manual=lambda p, s, X, Y: (loss_manual(p, X, Y), s),  # the hand-written backward
     eval_stats=lambda p, s, X_train: calibrate_bn(p, X_train),  # the notebook's calibration

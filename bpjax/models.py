@@ -6,7 +6,8 @@ A model is a handful of pure functions over ``(params, state)`` pytrees, describ
                   init=init, loss=loss, loss_manual=loss_manual, logits_eval=logits_eval, ...)
 
 * ``init(key, *, vocab_size, **sizes) -> (params, state)``; ``state`` is ``{}`` for a model
-  without running statistics;
+  without running statistics (an optional ``dtype`` keyword lets ``bpjax check --float64`` draw
+  the parameters in float64);
 * ``loss(params, state, X, Y) -> (loss, new_state)``: plain ``jnp``, so ``jax.grad`` of it is the
   oracle; ``loss_manual``: the same value from the ``custom_vjp`` layers of :mod:`bpjax.layers`;
 * ``logits_eval(params, stats, X) -> logits [N, V]``: eval mode, with ``stats`` from
@@ -87,6 +88,13 @@ _MODULES = {  # name -> module exporting MODEL; adding a model is one line here
 }
 
 
+def n_params(params) -> int:
+    """The number of scalars in a parameter pytree."""
+    import jax
+
+    return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
+
+
 def names() -> tuple[str, ...]:
     """The registered models' names, in the order ``--model`` lists them."""
     return tuple(_MODULES)
@@ -96,7 +104,7 @@ def get(name) -> Model:
     """The registered model ``name`` (a :class:`Model` passes through unchanged)."""
     if isinstance(name, Model):
         return name
-    if name not in _MODULES:
+    if not isinstance(name, str) or name not in _MODULES:
         raise ConfigError(f"model must be one of {', '.join(_MODULES)}, got {name!r}")
     model = importlib.import_module(_MODULES[name]).MODEL
     assert model.name == name, (model.name, name)

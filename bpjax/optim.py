@@ -61,5 +61,6 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
     if cfg.optimizer == "sgd":
         return sgd_step_decay(cfg.lr, cfg.decay_step, cfg.lr_decay_factor)
     if cfg.optimizer == "adamw":
-        return adamw_step_decay(cfg.lr, cfg.decay_step, cfg.lr_decay_factor, cfg.weight_decay)
+        wd = 0.01 if cfg.weight_decay is None else cfg.weight_decay  # makemore's default
+        return adamw_step_decay(cfg.lr, cfg.decay_step, cfg.lr_decay_factor, wd)
     raise ConfigError(f"optimizer must be one of sgd, adamw, got {cfg.optimizer!r}")

@@ -61,9 +61,9 @@ def window_mean(lossi: np.ndarray, window: int = 1000) -> np.ndarray:
     return lossi[..., : n * window].reshape(*lossi.shape[:-1], n, window).mean(-1) if n else lossi[..., :0]
 
 
-def plot_window(steps: int) -> int:
-    """The averaging window of a loss curve: the notebook's 1000, or 1/20 of a short run."""
-    return 1000 if steps >= 2000 else max(1, steps // 20)
+def plot_window(steps: int, window: int = 1000) -> int:
+    """The averaging window of a loss curve: the notebook's 1000, or 1/20 of a run under 2000 steps."""
+    return window if steps >= 2 * window else max(1, steps // 20)
 
 
 def _figure(size):
@@ -83,7 +83,7 @@ def loss_figure(history: dict, title: str = "", window: int = 1000):
         return None
     fig, ax = made
     lossi = np.asarray(history["lossi"])
-    w = window if len(lossi) >= 2 * window else max(1, len(lossi) // 20)
+    w = plot_window(len(lossi), window)
     mean = window_mean(lossi, w)
     ax.plot((np.arange(len(mean)) + 0.5) * w, mean, label=f"train (mean of {w} steps)")
     if len(history["eval_steps"]):

@@ -19,6 +19,7 @@ import optax
 
 from . import layers as L
 from .config import Config
+from .errors import ConfigError
 from .models import Model
 from .optim import make_optimizer
 
@@ -32,6 +33,8 @@ def gradient_fn(model: str | Model, grad: str) -> Callable:
     from . import models
 
     spec = models.get(model)
+    if grad not in ("manual", "autodiff"):
+        raise ConfigError(f"grad must be one of manual, autodiff, got {grad!r}")
     return jax.value_and_grad(spec.loss_manual if grad == "manual" else spec.loss, has_aux=True)
 
 
@@ -41,10 +44,6 @@ def init_train_state(cfg: Config, vocab_size: int):
     k_init, key = jax.random.split(jax.random.key(cfg.seed))
     params, state = cfg.spec.init(k_init, vocab_size=vocab_size, **cfg.sizes)
     return params, make_optimizer(cfg).init(params), state, np.asarray(jax.random.key_data(key))
-
-
-def n_params(params) -> int:
-    return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
 
 
 def sample_batches(key, steps, Xtr, Ytr, batch_size: int):

@@ -90,6 +90,8 @@ def run_group(base: Config, members: list[dict], splits: dict, vocab_size: int, 
 def sweep(base: Config, *, seeds: list[int], lrs: list[float], n_hiddens: list[int] | None = None, data=None,
           devices: int = 1, out=None, log=print) -> dict:
     """Every (n_hidden, lr, seed) combination; one vmapped group per n_hidden. Returns the results."""
+    if "n_hidden" not in base.sizes:
+        raise ConfigError(f"a sweep groups by n_hidden, which model {base.model_name!r} does not have")
     if n_hiddens is None:
         n_hiddens = [base.n_hidden]
     seeds, lrs, n_hiddens = (list(dict.fromkeys(v)) for v in (seeds, lrs, n_hiddens))  # no duplicates

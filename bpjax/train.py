@@ -31,16 +31,19 @@ from .config import GRADS, OPTIMIZERS, Config
 from .data import Vocab, load_dataset
 from .distributed import check_batch, local_value, make_mesh, replicate, to_local
 from .errors import ConfigError, TrainingDiverged
-from .optim import make_optimizer, sgd_step_decay
-from .report import Progress, plot_history, window_mean
+from .models import n_params
+from .optim import StepDecayState, make_optimizer, sgd_step_decay
+from .report import Progress, loss_figure, plot_history, window_mean
 from .rundir import (
     CHECKPOINT,
+    CHECKPOINT_FORMAT,
     HISTORY,
     History,
     Run,
     check_new_run_dir,
     data_info,
     environment,
+    load_checkpoint,
     load_run,
     new_run_dir,
     save_checkpoint,
@@ -52,15 +55,22 @@ from .step import (
     gradient_fn,
     init_train_state,
     make_train_chunk,
-    n_params,
     sample_batches,
     segments,
     split_losses,
+    train_chunk_fn,
 )
 
-__all__ = ["fit", "Config", "Run", "load_run", "TrainingDiverged", "GRADS", "OPTIMIZERS", "CHECKPOINT", "HISTORY",
-           "make_optimizer", "sgd_step_decay", "gradient_fn", "make_train_chunk", "sample_batches", "split_losses",
-           "environment", "window_mean"]
+__all__ = [  # fit, and the names bpjax 0.1.0 had here (each now lives in the module named beside it)
+    "fit", "Training",
+    "Config", "GRADS", "OPTIMIZERS",  # bpjax.config
+    "make_optimizer", "sgd_step_decay", "StepDecayState",  # bpjax.optim
+    "gradient_fn", "make_train_chunk", "train_chunk_fn", "sample_batches", "split_losses",  # bpjax.step
+    "Run", "load_run", "load_checkpoint", "save_checkpoint", "environment",  # bpjax.rundir
+    "CHECKPOINT", "CHECKPOINT_FORMAT", "HISTORY",
+    "Progress", "loss_figure", "plot_history", "window_mean",  # bpjax.report
+    "TrainingDiverged",  # bpjax.errors
+]
 
 CHECKPOINT_SECONDS = 60.0  # a long run also checkpoints this often (wall clock)
 
@@ -88,7 +98,8 @@ class Training:
 
 
 def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None = None, resume=None,
-        devices: int = 1, verbose: bool = True, progress_bar: bool | None = None, save_plot: bool = True) -> Run:
+        devices: int = 1, verbose: bool = True, progress_bar: bool | None = None, save_plot: bool = True,
+        model=None) -> Run:
     """Train, write the run directory, return the :class:`~bpjax.rundir.Run`.
 
     ``cfg``: a :class:`~bpjax.config.Config` (default: the notebook's). ``data``: a names file
@@ -97,11 +108,14 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
     many steps have run, with a checkpoint. ``resume``: a run directory to continue to its
     configured steps (``cfg`` must then be ``None``). ``devices``: data-parallel over that many
     devices of each process (see ``bpjax.distributed``); with several processes only process 0
-    writes the checkpoint, history and plot, every process its own metrics.json.
+    writes the checkpoint, history and plot, every process its own metrics.json. ``model``: with
+    ``resume``, the :class:`~bpjax.models.Model` of a run trained with a model of your own.
     """
     t_wall = time.perf_counter()
+    if model is not None and resume is None:
+        raise ConfigError("model= is for resume; a new run of your own model is fit(Config(model=...))")
     mesh = _mesh(devices)
-    tr = (_resume(resume, cfg, out, stop_at, data, mesh) if resume is not None
+    tr = (_resume(resume, cfg, out, stop_at, data, mesh, model) if resume is not None
           else _start(cfg or Config(), data, out, stop_at, mesh, devices))
     log = print if verbose else (lambda *a, **k: None)
     log(_banner(tr))
@@ -178,12 +192,12 @@ def _start(cfg: Config, data, out, stop_at, mesh, devices: int) -> Training:
                     cfg.steps if stop_at is None else stop_at, History(), mesh)
 
 
-def _resume(resume, cfg, out, stop_at, data, mesh) -> Training:
+def _resume(resume, cfg, out, stop_at, data, mesh, model=None) -> Training:
     """A stopped run, from its directory, to its configured steps; on the data it trained on."""
     if cfg is not None or stop_at is not None or out is not None:
         raise ConfigError("a resumed run keeps its own configuration, directory and steps; "
                           "pass no config, stop_at or out with resume")
-    prev, run_dir = load_run(resume), Path(resume)
+    prev, run_dir = load_run(resume, model=model), Path(resume)
     cfg = prev.config
     if prev.step == cfg.steps:
         raise ConfigError(f"{run_dir} is already complete ({cfg.steps:,} steps); nothing to resume")

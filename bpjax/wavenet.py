@@ -176,9 +176,9 @@ def flops(batch: int, vocab_size: int, *, n_embd: int, n_hidden: int, block_size
     return 3 * fwd
 
 
-def init(key, *, vocab_size: int, **sizes):
+def init(key, *, vocab_size: int, dtype=jnp.float32, **sizes):
     """``(params, state)``: :func:`init_params` and its :func:`init_state`."""
-    params = init_params(key, vocab_size=vocab_size, **sizes)
+    params = init_params(key, vocab_size=vocab_size, dtype=dtype, **sizes)
     return params, init_state(params)
 
 

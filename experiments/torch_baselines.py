@@ -194,9 +194,10 @@ def wavenet_autograd(Xtr, Ytr, vocab_size: int, *, steps: int, repeats: int, n_e
 
 
 
-BASELINES = {  # model -> rows: (display name, variant, fn(Xtr, Ytr, vocab_size, steps=, repeats=))
-    "mlp": [("notebook loop (Python double loop dC)", "double_loop",
+BASELINES = {  # model -> rows: (display name, variant, its backward, fn(Xtr, Ytr, vocab_size, steps=, repeats=))
+    "mlp": [("notebook loop (Python double loop dC)", "double_loop", "manual",
              lambda *a, **k: notebook_loop(*a, index_add=False, **k)),
-            ("notebook loop, index_add_ dC", "index_add", lambda *a, **k: notebook_loop(*a, index_add=True, **k))],
-    "wavenet": [("PyTorch eager autograd, wavenet", "autograd", wavenet_autograd)],
+            ("notebook loop, index_add_ dC", "index_add", "manual",
+             lambda *a, **k: notebook_loop(*a, index_add=True, **k))],
+    "wavenet": [("PyTorch eager autograd, wavenet", "autograd", "autodiff", wavenet_autograd)],
 }

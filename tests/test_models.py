@@ -67,6 +67,25 @@ def test_config_takes_the_model_sizes_and_defaults():
         Config().n_layer  # noqa: B018
 
 
+def test_a_size_is_set_like_a_setting():
+    c = Config()
+    c.n_hidden, c.lr = 200, 0.05
+    assert c.sizes["n_hidden"] == 200 and c.to_json()["n_hidden"] == 200 and c.lr == 0.05
+    assert "n_hidden" not in vars(c)  # no shadowing attribute beside the size
+
+
+def test_replace_with_another_model_keeps_what_was_changed():
+    c = Config(seed=3, n_hidden=7).replace(model="wavenet")
+    assert c.seed == 3 and c.lr_decay_step == 150_000 and c.sizes == models.get("wavenet").sizes
+
+
+def test_config_json_with_a_model_that_is_not_a_name():
+    with pytest.raises(CheckpointError, match="malformed: model"):
+        Config.from_json({"model": ["mlp"]})
+    with pytest.raises(ConfigError, match="model must be one of"):
+        Config(model=["mlp"])
+
+
 def test_config_json_round_trip_is_flat_like_0_1_0():
     c = Config("wavenet", n_hidden=32, optimizer="adamw", lr=3e-4)
     j = c.to_json()
@@ -79,8 +98,9 @@ def test_config_json_round_trip_is_flat_like_0_1_0():
 
 @pytest.mark.parametrize("kw, needle", [
     (dict(optimizer="lion"), "optimizer must be one of"),
-    (dict(weight_decay=-1.0), "weight-decay"),
     (dict(n_embd=0), "n-embd must be a positive integer"),
+    (dict(weight_decay=0.1), "adamw only"),
+    (dict(optimizer="adamw", weight_decay=-1.0), "weight-decay must be"),
 ])
 def test_invalid_settings(kw, needle):
     with pytest.raises(ConfigError, match=needle):
@@ -145,6 +165,21 @@ def test_a_user_model_run_directory_loads_with_its_model(names_path, tmp_path, m
         load_run(tmp_path / "r")
     back = load_run(tmp_path / "r", model=ns["linear"])
     assert back.step == 200 and back.metrics["val_loss"] == ns["run"].metrics["val_loss"]
+
+
+def test_a_user_model_run_stops_and_resumes(names_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("BPJAX_DATA", str(names_path))
+    ns = {}
+    exec(compile(readme_example().replace("run = fit(", "straight = fit("), "README.md", "exec"), ns)
+    linear, straight = ns["linear"], ns["straight"]
+    cfg = Config(model=linear, steps=5_000, lr=0.1)
+    fit(cfg, out=tmp_path / "r", stop_at=1_234, verbose=False, save_plot=False)
+    with pytest.raises(ConfigError, match="model= is for resume"):
+        fit(cfg, out=False, model=linear, verbose=False)
+    resumed = fit(resume=tmp_path / "r", model=linear, verbose=False, save_plot=False)
+    assert resumed.metrics["resumed_from"] == 1_234
+    np.testing.assert_array_equal(resumed.history["lossi"], straight.history["lossi"])
+    assert resumed.metrics["val_loss"] == straight.metrics["val_loss"]
 
 
 # --- run directories of bpjax 0.1.0 ---------------------------------------------------------

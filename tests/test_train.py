@@ -116,7 +116,7 @@ def test_load_run_gives_back_the_run(short_run):
 
 def test_history_has_one_form_in_memory_and_on_disk(names_path, short_run, tmp_path):
     """fit's history and load_run's are the same arrays with the same dtypes, for a complete run
-    and a stopped one (0.1.0 gave a stopped run's eval_steps as float64 from fit, int64 from disk)."""
+    and stopped ones (0.1.0's fit gave an empty eval_steps as float64, load_run as int64)."""
     stopped = fit(small(steps=400, eval_every=100), data=names_path, out=tmp_path / "s", stop_at=250,
                   verbose=False, save_plot=False)
     empty = fit(small(steps=400), data=names_path, out=tmp_path / "e", stop_at=50, verbose=False, save_plot=False)
