@@ -133,7 +133,8 @@ def add_train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--out", metavar="DIR", help="run directory (default runs/<timestamp>)")
     t.add_argument("--stop-at", type=int, metavar="K", help="stop after K steps with a checkpoint (resume later)")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR to its configured steps")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    t.add_argument("--no-progress", action="store_true",
+                   help="no progress bar on a terminal (the progress lines still print)")
     g = t.add_argument_group("parallel (data-parallel over a 1-D device mesh; see the README)")
     g.add_argument("--devices", type=_positive_int, default=1, metavar="N",
                    help="devices of each process to split every batch across (default 1)")
