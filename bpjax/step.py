@@ -131,7 +131,8 @@ def vmapped_train_chunk(cfg: Config, in_shardings=None, out_shardings=None):
 
 class ChunkRunner:
     """A jitted chunk function compiled ahead of time, once per chunk length: the one compile
-    cache of train, sweep and bench. ``runner(length, *args)`` runs ``length`` steps;
+    cache of train, sweep and bench. ``runner.compile(length, *args)`` gives the compiled chunk
+    (time its calls, not this); ``runner(length, *args)`` compiles if needed and runs;
     ``compile_seconds`` adds up the compiling."""
 
     def __init__(self, jitted: Callable):
@@ -170,23 +171,33 @@ _LOSS_SUMS: dict = {}
 
 
 def _loss_sum(model: Model):
-    """Jitted ``sum of eval-mode cross-entropy`` over rows, one per model (compiled once per shape)."""
+    """Jitted ``(sum of eval-mode cross-entropy, number of targets)`` over a chunk of rows, one per
+    model (compiled once per shape). Windows: one target a row; sequences: the non -1 targets."""
     if model not in _LOSS_SUMS:
-        _LOSS_SUMS[model] = jax.jit(lambda p, st, X, Y: L.cross_entropy_plain(model.logits_eval(p, st, X), Y)
-                                    * X.shape[0])
+        if model.data == "sequences":
+            def loss_sum(p, st, X, Y):
+                n = (Y >= 0).sum()
+                return L.cross_entropy_masked_plain(model.logits_eval(p, st, X), Y) * n, n
+        else:
+            def loss_sum(p, st, X, Y):
+                return L.cross_entropy_plain(model.logits_eval(p, st, X), Y) * X.shape[0], X.shape[0]
+        _LOSS_SUMS[model] = jax.jit(loss_sum)
     return _LOSS_SUMS[model]
 
 
 def split_losses(model: str | Model, params, stats, splits: dict, names=("train", "val", "test"),
                  rows: int = 32768) -> dict:
-    """Eval-mode mean cross-entropy per split (the notebook's ``split_loss``), in row chunks."""
+    """Eval-mode mean cross-entropy per split (the notebook's ``split_loss``), in row chunks: the sum
+    over the split's targets divided by their count (a sequence's -1 targets are not targets)."""
     from . import models
 
     loss_sum = _loss_sum(models.get(model))
     out = {}
     for k in names:
         X, Y = splits[k]
-        total = sum(float(loss_sum(params, stats, jnp.asarray(X[i:i + rows]), jnp.asarray(Y[i:i + rows])))
-                    for i in range(0, len(X), rows))
-        out[f"{k}_loss"] = total / len(X)
+        total, count = 0.0, 0
+        for i in range(0, len(X), rows):
+            s, n = loss_sum(params, stats, jnp.asarray(X[i:i + rows]), jnp.asarray(Y[i:i + rows]))
+            total, count = total + float(s), count + int(n)
+        out[f"{k}_loss"] = total / count
     return out

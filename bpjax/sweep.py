@@ -61,9 +61,10 @@ def run_group(base: Config, members: list[dict], splits: dict, vocab_size: int, 
     exec_s, losses_all = 0.0, []
     finite = np.ones(K, bool)
     for a, b in segments(0, base.steps, [chunk_length(base, K)]):
+        args = (params, opt_state, state, key_data, jnp.int32(a), Xtr, Ytr)
+        run_chunk = runner.compile(b - a, *args)  # compiled once per length, outside the timing
         t = time.perf_counter()
-        params, opt_state, state, losses, finite = runner(b - a, params, opt_state, state, key_data, jnp.int32(a),
-                                                          Xtr, Ytr)
+        params, opt_state, state, losses, finite = run_chunk(*args)
         losses = np.asarray(losses)  # [K, b - a]
         exec_s += time.perf_counter() - t
         losses_all.append(losses)
@@ -106,6 +107,7 @@ def sweep(base: Config, *, seeds: list[int], lrs: list[float], n_hiddens: list[i
     mesh = make_mesh(devices) if devices > 1 else None
     vocab, splits, data_info = load_dataset(data, block_size=base.block_size, split_seed=base.split_seed,
                                             layout=base.spec.data)
+    base = base.with_data(data_info)
     groups, curves = [], {}
     window = plot_window(base.steps)
     for h in n_hiddens:

@@ -180,6 +180,7 @@ def _start(cfg: Config, data, out, stop_at, mesh, devices: int) -> Training:
     if mesh is not None:
         check_batch(mesh, cfg.batch_size)
     vocab, splits, info = _load_data(cfg, data)
+    cfg = cfg.with_data(info)
     run_dir = None if out is False else Path(out) if out is not None else new_run_dir()
     if run_dir is not None:
         check_new_run_dir(run_dir)
@@ -230,9 +231,10 @@ def _data_on_devices(tr: Training):
 def _train_segment(tr: Training, runner: ChunkRunner, key, Xtr, Ytr, a: int, b: int) -> np.ndarray:
     """Steps ``[a, b)`` in one chunk; the state advances only if every loss and parameter is finite.
     Otherwise the last good state is checkpointed and :class:`TrainingDiverged` says where."""
+    args = (tr.params, tr.opt_state, tr.state, key, jnp.int32(a), Xtr, Ytr)
+    run_chunk = runner.compile(b - a, *args)  # compiled once per length, outside the timing
     t = time.perf_counter()
-    params, opt_state, state, losses, finite = runner(b - a, tr.params, tr.opt_state, tr.state, key,
-                                                      jnp.int32(a), Xtr, Ytr)
+    params, opt_state, state, losses, finite = run_chunk(*args)
     losses = local_value(losses)  # the one host round trip per chunk
     tr.exec_seconds += time.perf_counter() - t
     bad = ~np.isfinite(losses)
