@@ -28,7 +28,7 @@ import numpy as np
 
 from . import models
 from .config import GRADS, Config
-from .data import Vocab, load_words, make_splits
+from .data import Vocab, load_words, make_dataset
 from .io import atomic_write_json, atomic_write_text
 from .optim import make_optimizer
 from .rundir import environment
@@ -76,7 +76,7 @@ def bench_bpjax(Xtr, Ytr, vocab_size: int, *, grad: str, model: str = "mlp", ste
 
     ``settings``: sizes and Config settings (n_hidden, batch_size, ...) over the model's defaults.
     """
-    cfg = Config(model, steps=max(steps, 2), grad=grad, **settings)
+    cfg = Config(model, steps=max(steps, 2), grad=grad, **settings).with_data({"block_size": Xtr.shape[1]})
     if K:
         starts = [init_train_state(cfg.replace(seed=k), vocab_size) for k in range(K)]
         params, opt_state, state, key_data = (jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[s[i] for s in starts])
@@ -140,10 +140,12 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
     splits_by_block = {}
 
     def train_rows(model: str):
-        block = Config(model).block_size
-        if block not in splits_by_block:
-            splits_by_block[block] = tuple(jnp.asarray(a) for a in make_splits(words, vocab, block_size=block)["train"])
-        return splits_by_block[block]
+        spec = models.get(model)
+        key = (spec.data, Config(model).block_size)
+        if key not in splits_by_block:
+            splits = make_dataset(words, vocab, layout=spec.data, block_size=key[1])
+            splits_by_block[key] = tuple(jnp.asarray(a) for a in splits["train"])
+        return splits_by_block[key]
 
     on_cpu = jax.devices()[0].platform == "cpu"
     peak = peak_gflops if peak_gflops is not None else (PEAK_GFLOPS_CPU_CORE if on_cpu else None)
@@ -159,7 +161,7 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
             f"{row['model_steps_per_second']:>11,.0f} model-steps/s  {gf}")
 
     def bpjax_row(group, name, model=REFERENCE, grad="manual", K=0, n_steps=steps, **settings):
-        cfg = Config(model, **settings)
+        cfg = Config(model, **settings).with_data({"block_size": train_rows(model)[0].shape[1]})
         res = bench_bpjax(*train_rows(model), V, model=model, grad=grad, steps=n_steps, repeats=repeats, K=K,
                           **settings)
         add(group, name, res, impl="bpjax", model=model, grad=grad, variant="train", K=max(K, 1),
@@ -173,7 +175,7 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
         for name, variant, grad, fn in (torch_mod.BASELINES.get(model, []) if torch_mod else []):
             ts = max(n_steps // 4, 50) if variant == "double_loop" else n_steps  # the slow Python loop
             rates = fn(*train_rows(model), V, steps=ts, repeats=max(2, repeats // 2))
-            cfg = Config(model)
+            cfg = Config(model).with_data({"block_size": train_rows(model)[0].shape[1]})
             add(group, name, _row(rates, step_flops(cfg, V)), impl="pytorch", model=model, grad=grad,
                 variant=variant, K=1, n_hidden=cfg.sizes.get("n_hidden"), batch=cfg.batch_size)
 

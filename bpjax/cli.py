@@ -66,6 +66,7 @@ def cmd_check(args) -> int:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     vocab, splits, info = load_dataset(args.data, block_size=cfg.block_size, split_seed=cfg.split_seed,
                                        layout=spec.data)
+    cfg = cfg.with_data(info)
     Xtr, Ytr = splits["train"]
     with jax.enable_x64(args.float64):
         dtype = jnp.float64 if args.float64 else jnp.float32

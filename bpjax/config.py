@@ -117,6 +117,17 @@ class Config:
         changed = {k: v for k, v in settings.items() if v != getattr(mine, k)}
         return Config(model, **{**changed, **changes})
 
+    def with_data(self, info: dict) -> Config:
+        """This config with the data-derived sizes filled in: a sequence model's ``block_size`` is
+        the data's T (``info`` from :func:`bpjax.data.load_dataset`)."""
+        if self.spec.data == "sequences":
+            T = info["block_size"]
+            if self.block_size not in (None, T):
+                raise ConfigError(f"block-size is the data's for model {self.model_name!r} (the longest word + 1 "
+                                  f"= {T}), got {self.block_size}")
+            self.sizes["block_size"] = T
+        return self
+
     def validate(self, stop_at: int | None = None) -> Config:
         """Raise :class:`ConfigError` (one line) for anything nonsensical, before any compiling."""
         def need(ok, msg):
@@ -124,6 +135,8 @@ class Config:
                 raise ConfigError(msg)
         spec = self.spec
         for name, v in {**self.sizes, "chunk": self.chunk}.items():
+            if v is None and name == "block_size" and spec.data == "sequences":
+                continue  # the data's T, filled in by with_data
             need(isinstance(v, int) and not isinstance(v, bool) and v > 0,
                  f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
         need(isinstance(self.batch_size, int) and self.batch_size >= max(spec.min_batch, 1),

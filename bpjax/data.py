@@ -199,6 +199,40 @@ def build_dataset(words, vocab: Vocab, block_size: int = 3) -> tuple[np.ndarray,
     return (np.asarray(X, dtype=np.int32).reshape(-1, block_size), np.asarray(Y, dtype=np.int32))
 
 
+def _split_words(words, seed: int) -> dict:
+    """The notebook's shuffle (``random.seed(seed); random.shuffle(words)``) and its 80/10/10 cut."""
+    words = list(words)
+    random.Random(seed).shuffle(words)  # the same Mersenne Twister stream as random.seed(seed)
+    n1, n2 = int(0.8 * len(words)), int(0.9 * len(words))
+    return {"train": words[:n1], "val": words[n1:n2], "test": words[n2:]}
+
+
+def build_sequences(words, vocab: Vocab, T: int) -> tuple[np.ndarray, np.ndarray]:
+    """makemore's layout: one row per word. ``X`` int32 [N, T] is 0 (the start) then the word's
+    indices, zero padded; ``Y`` int32 [N, T] is the word's indices, then 0 (the end), then -1 at
+    every inactive position (masked out of the loss). ``T`` must be at least the longest word + 1."""
+    X = np.zeros((len(words), T), np.int32)
+    Y = np.full((len(words), T), -1, np.int32)
+    for i, w in enumerate(words):
+        ix = vocab.encode(w)
+        if len(ix) + 1 > T:
+            raise DataError(f"word {w!r} has {len(ix)} characters; sequences of length {T} hold at most {T - 1}")
+        X[i, 1:1 + len(ix)] = ix
+        Y[i, :len(ix)] = ix
+        Y[i, len(ix)] = 0
+    return X, Y
+
+
+def make_sequences(words, vocab: Vocab, seed: int = 42) -> dict:
+    """makemore's padded words (:func:`build_sequences`), from the same shuffled 80/10/10 word split
+    as :func:`make_splits`: ``{"train", "val", "test"}`` of ``(X, Y)`` int32 [N, T], T = the longest
+    word + 1 (16 on names.txt). A split's loss is the mean over its real (non -1) targets: the same
+    per-character quantity as the notebook's split loss."""
+    words = list(words)
+    T = max(len(w) for w in words) + 1
+    return {k: build_sequences(v, vocab, T) for k, v in _split_words(words, seed).items()}
+
+
 def make_splits(words, vocab: Vocab, block_size: int = 3, seed: int = 42) -> dict:
     """Shuffle as the notebook does (``random.seed(seed); random.shuffle(words)``), split 80/10/10.
 
@@ -208,20 +242,28 @@ def make_splits(words, vocab: Vocab, block_size: int = 3, seed: int = 42) -> dic
     """
     if block_size < 1:
         raise DataError(f"block_size must be >= 1, got {block_size}")
-    words = list(words)
-    random.Random(seed).shuffle(words)  # the same Mersenne Twister stream as random.seed(seed)
-    n1, n2 = int(0.8 * len(words)), int(0.9 * len(words))
-    parts = {"train": words[:n1], "val": words[n1:n2], "test": words[n2:]}
-    return {k: build_dataset(v, vocab, block_size) for k, v in parts.items()}
+    return {k: build_dataset(v, vocab, block_size) for k, v in _split_words(words, seed).items()}
 
 
-def load_dataset(path=None, *, block_size: int, split_seed: int = 42, layout: str = "windows",
+def make_dataset(words, vocab: Vocab, *, layout: str = "windows", block_size: int | None = None,
+                 seed: int = 42) -> dict:
+    """The splits of a data layout: ``"windows"`` (:func:`make_splits` with ``block_size``) or
+    ``"sequences"`` (:func:`make_sequences`; their length is the data's)."""
+    if layout == "windows":
+        return make_splits(words, vocab, block_size=block_size, seed=seed)
+    if layout == "sequences":
+        return make_sequences(words, vocab, seed=seed)
+    raise DataError(f"unknown data layout {layout!r}")
+
+
+def load_dataset(path=None, *, block_size: int | None, split_seed: int = 42, layout: str = "windows",
                  expect_sha: str | None = None, source: str = "--data"):
     """The names file, its vocabulary and its splits, as a run trains on them.
 
-    ``layout``: the model's data layout (``"windows"``: :func:`make_splits` with ``block_size``).
+    ``layout``: the model's data layout (see :func:`make_dataset`).
     ``expect_sha``: the SHA-256 a resumed run trained on; another file is an error.
-    Returns ``(vocab, splits, info)``, ``info = {"path", "sha256", "words"}``.
+    Returns ``(vocab, splits, info)``, ``info = {"path", "sha256", "words", "block_size"}`` (the
+    rows' context length: ``block_size`` for windows, the data's T for sequences).
     """
     p = resolve_data_path(path, source=source)
     words = load_words(p)
@@ -234,7 +276,6 @@ def load_dataset(path=None, *, block_size: int, split_seed: int = 42, layout: st
     if len(words) < 10:
         raise DataError(f"{str(p)!r} has {len(words)} words; the 80/10/10 split needs at least 10")
     vocab = Vocab.from_words(words)
-    if layout != "windows":
-        raise DataError(f"unknown data layout {layout!r}")
-    splits = make_splits(words, vocab, block_size=block_size, seed=split_seed)
-    return vocab, splits, {"path": str(p), "sha256": sha, "words": len(words)}
+    splits = make_dataset(words, vocab, layout=layout, block_size=block_size, seed=split_seed)
+    info = {"path": str(p), "sha256": sha, "words": len(words), "block_size": int(splits["train"][0].shape[1])}
+    return vocab, splits, info

@@ -84,6 +84,52 @@ cross_entropy = with_backward(cross_entropy_plain, _cross_entropy_fwd, _cross_en
 
 
 # --------------------------------------------------------------------------------------------
+# Masked cross-entropy (makemore's padded sequences: targets -1 are ignored).
+#   loss = -sum_{i: Y_i >= 0} log softmax(logits_i)[Y_i] / n_valid
+#   d_logits = (softmax(logits) - one_hot(Y)) * mask / n_valid
+# --------------------------------------------------------------------------------------------
+def _masked_parts(logits, Y):
+    """Rows flattened: ``logits`` [..., V] -> [R, V], ``Y`` [...] -> [R]. Returns ``(loss, probs,
+    mask, n_valid)``; ``n_valid`` is at least 1, so a batch with no target gives loss 0, not 0/0."""
+    V = logits.shape[-1]
+    logits, Y = logits.reshape(-1, V), Y.reshape(-1)
+    mask = Y >= 0
+    logit_maxes = logits.max(1, keepdims=True)  # subtract the max so exp cannot overflow
+    norm_logits = logits - logit_maxes
+    counts = jnp.exp(norm_logits)
+    counts_sum = counts.sum(1, keepdims=True)
+    probs = counts / counts_sum
+    logprobs = norm_logits - jnp.log(counts_sum)
+    picked = jnp.take_along_axis(logprobs, jnp.where(mask, Y, 0)[:, None], axis=1)[:, 0]
+    n_valid = jnp.maximum(mask.sum(), 1).astype(logits.dtype)
+    loss = -jnp.where(mask, picked, 0).sum() / n_valid
+    return loss, probs, mask, n_valid
+
+
+def cross_entropy_masked_plain(logits, Y):
+    """Mean negative log-likelihood over the real targets. ``logits`` [..., V] float, ``Y`` [...]
+    int with ``-1`` where there is no target (PyTorch's ``ignore_index=-1``) -> scalar."""
+    return _masked_parts(logits, Y)[0]
+
+
+def _cross_entropy_masked_fwd(logits, Y):
+    loss, probs, mask, n_valid = _masked_parts(logits, Y)
+    return loss, (probs, Y, mask, n_valid, logits.shape)
+
+
+def _cross_entropy_masked_bwd(res, d_loss):
+    probs, Y, mask, n_valid, shape = res
+    one_hot = jax.nn.one_hot(jnp.where(mask, Y.reshape(-1), 0), probs.shape[1], dtype=probs.dtype)
+    d_logits = (probs - one_hot) * (mask[:, None] * (d_loss / n_valid))  # a masked row gets exactly 0
+    return d_logits.reshape(shape), None
+
+
+cross_entropy_masked = with_backward(cross_entropy_masked_plain, _cross_entropy_masked_fwd,
+                                     _cross_entropy_masked_bwd, doc="""
+:func:`cross_entropy_masked_plain` with the fused backward ``(probs - one_hot(Y)) * mask / n_valid``.""")
+
+
+# --------------------------------------------------------------------------------------------
 # Batch norm, training mode, Bessel's n - 1, over every axis but the last (n = rows = B or B*T).
 #   h_preact = bngain * bn_raw + bnbias,   bn_raw = (x - mean) * (var + eps)^-1/2
 #   d_x = bngain * bn_var_inv / n * (n*d - sum(d) - n/(n-1) * bn_raw * sum(d * bn_raw))
@@ -265,11 +311,12 @@ class Layers(NamedTuple):
     tanh: Callable
     cross_entropy: Callable
     flatten_consecutive: Callable
+    cross_entropy_masked: Callable
 
 
 PLAIN = Layers(embedding_plain, linear_plain, batchnorm_plain, tanh_plain, cross_entropy_plain,
-               flatten_consecutive_plain)
+               flatten_consecutive_plain, cross_entropy_masked_plain)
 """Plain ``jnp`` layers: ``jax.grad`` derives their backward (the oracle)."""
 
-MANUAL = Layers(embedding, linear, batchnorm, tanh, cross_entropy, flatten_consecutive)
+MANUAL = Layers(embedding, linear, batchnorm, tanh, cross_entropy, flatten_consecutive, cross_entropy_masked)
 """``custom_vjp`` layers: their backward is hand-written above."""

@@ -29,9 +29,29 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigError
 
-DATA_LAYOUTS = ("windows",)
+DATA_LAYOUTS = ("windows", "sequences")
 """How a model's (X, Y) rows are cut from the words: ``"windows"`` are the notebook's context
-windows (``X`` [N, block_size], ``Y`` [N]: the next character), ``block_size`` one of its sizes."""
+windows (``X`` [N, block_size], ``Y`` [N]: the next character), ``block_size`` one of its sizes;
+``"sequences"`` are makemore's padded words (``X``, ``Y`` [N, T], ``-1`` targets masked), and
+``block_size`` is the data's T, filled in before ``init`` (declare it as ``None``)."""
+
+
+MAKEMORE_TRAINING = {"optimizer": "adamw", "lr": 5e-4, "lr_decay_factor": 1.0, "steps": 10_000}
+"""makemore's training settings, the defaults of its models: AdamW (weight decay 0.01, betas 0.9,
+0.99), lr 5e-4 constant, batch 32 (bpjax's default); 10,000 steps."""
+
+
+def torch_linear(key, fan_in: int, fan_out: int, dtype=None):
+    """``(W [fan_in, fan_out], b [fan_out])`` ~ U(±1/√fan_in): PyTorch's ``nn.Linear`` default init
+    (its weight ``[out, in]``, stored transposed)."""
+    import jax
+    import jax.numpy as jnp
+
+    dtype = jnp.float32 if dtype is None else dtype
+    kW, kb = jax.random.split(key)
+    bound = 1.0 / fan_in**0.5
+    return (jax.random.uniform(kW, (fan_in, fan_out), dtype, -bound, bound),
+            jax.random.uniform(kb, (fan_out,), dtype, -bound, bound))
 
 
 def _state_as_stats(params, state, X_train):
@@ -65,8 +85,9 @@ class Model:
     def __post_init__(self):
         if self.data not in DATA_LAYOUTS:
             raise ConfigError(f"model {self.name!r}: data layout must be one of {DATA_LAYOUTS}, got {self.data!r}")
-        if self.data == "windows" and "block_size" not in self.sizes:
-            raise ConfigError(f"model {self.name!r} trains on context windows, so its sizes need a block_size")
+        if "block_size" not in self.sizes:
+            raise ConfigError(f"model {self.name!r}: its sizes need a block_size (the rows' context length; "
+                              "None for sequences, where the data sets it)")
 
     def __repr__(self):
         return f"Model({self.name!r}, sizes={self.sizes})"
@@ -85,6 +106,12 @@ class Model:
 _MODULES = {  # name -> module exporting MODEL; adding a model is one line here
     "mlp": "bpjax.mlp",
     "wavenet": "bpjax.wavenet",
+    "bigram": "bpjax.bigram",
+    "bengio": "bpjax.bengio",
+    "rnn": "bpjax.rnn",
+    "gru": "bpjax.gru",
+    "bow": "bpjax.bow",
+    "transformer": "bpjax.transformer",
 }
 
 

@@ -98,7 +98,8 @@ class Run:
         from .sample import sample_names
 
         return sample_names(self.model.logits_eval, self.params, self.bn_stats, self.vocab,
-                            self.config.block_size, n=n, key=jax.random.key(seed), max_len=max_len)
+                            self.config.block_size, n=n, key=jax.random.key(seed), max_len=max_len,
+                            layout=self.model.data)
 
     def __repr__(self):
         m = self.metrics

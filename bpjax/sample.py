@@ -29,15 +29,38 @@ def _sample_ids(logits_eval, params, bn_stats, key, *, n: int, block_size: int, 
     return ids.T
 
 
+@partial(jax.jit, static_argnames=("logits_eval", "n", "T"))
+def _sample_sequence_ids(logits_eval, params, stats, key, *, n: int, T: int):
+    """Token ids ``[n, T]`` from a sequence model (``logits_eval``: ``X`` [n, T] -> [n, T, V]):
+    ``X`` starts as the start token 0; step ``t`` samples from position ``t``'s logits and writes
+    the token at ``t + 1``. Causal models see only positions ``<= t``, so the zeros ahead do not matter."""
+
+    def step(X, tk):
+        t, k = tk
+        logits = jax.lax.dynamic_index_in_dim(logits_eval(params, stats, X), t, axis=1, keepdims=False)
+        ix = jax.random.categorical(k, logits, axis=-1).astype(jnp.int32)
+        X = jax.lax.dynamic_update_index_in_dim(X, ix, jnp.minimum(t + 1, T - 1), axis=1)
+        return X, ix
+
+    X = jnp.zeros((n, T), jnp.int32)
+    _, ids = jax.lax.scan(step, X, (jnp.arange(T), jax.random.split(key, T)))
+    return ids.T
+
+
 def sample_names(logits_eval, params, bn_stats, vocab: Vocab, block_size: int, *, n: int = 20, key=None,
-                 max_len: int = 50) -> list[str]:
+                 max_len: int = 50, layout: str = "windows") -> list[str]:
     """``n`` names, each ending in ``'.'`` (or cut at ``max_len`` characters, marked ``'…'``).
 
     ``logits_eval(params, bn_stats, X)``: the model's eval-mode logits (``mlp.logits_eval``).
+    ``layout``: the model's data layout; a sequence model writes at most ``block_size`` characters
+    (its T: the longest word + 1).
     """
     key = jax.random.key(0) if key is None else key
-    ids = np.asarray(_sample_ids(logits_eval, params, bn_stats, key, n=n, block_size=block_size,
-                                 max_len=max_len))
+    if layout == "sequences":
+        ids = np.asarray(_sample_sequence_ids(logits_eval, params, bn_stats, key, n=n, T=block_size))[:, :max_len]
+    else:
+        ids = np.asarray(_sample_ids(logits_eval, params, bn_stats, key, n=n, block_size=block_size,
+                                     max_len=max_len))
     names = []
     for row in ids:
         end = np.flatnonzero(row == 0)

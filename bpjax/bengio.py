@@ -1,0 +1,105 @@
+"""makemore's MLP (Bengio et al. 2003): each position sees the previous T characters.
+
+    ids[b, t, k] = X[b, t - k], or the blank token V where t - k < 0      [B, T, T]
+    emb = wte[ids]                                     [B, T, T, E]   (wte has V + 1 rows: the blank)
+    embcat = emb.reshape(B, T, T·E)
+    h = tanh(embcat @ W1 + b1)                         [B, T, E2]
+    logits = h @ W2 + b2                               [B, T, V]
+    loss = cross_entropy_masked(logits, Y)
+
+Registered as ``bengio`` (``mlp`` stays the notebook's). makemore's sizes: n_embd 64, n_embd2 64,
+T = the longest word + 1 = 16: 69,147 parameters with names.txt. PyTorch's default init:
+``wte`` ~ N(0, 1); each Linear's weight and bias ~ U(±1/√fan_in). Weights are stored ``[in, out]``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from . import layers as L
+from .check import NO_TAP
+from .models import MAKEMORE_TRAINING, Model, torch_linear
+
+
+def init(key, *, vocab_size: int, n_embd: int = 64, n_embd2: int = 64, block_size: int, dtype=jnp.float32):
+    """``(params, {})``: ``{"wte": [V+1, E], "W1": [T·E, E2], "b1": [E2], "W2": [E2, V], "b2": [V]}``."""
+    kE, k1, k2 = jax.random.split(key, 3)
+    W1, b1 = torch_linear(k1, block_size * n_embd, n_embd2, dtype)
+    W2, b2 = torch_linear(k2, n_embd2, vocab_size, dtype)
+    return {"wte": jax.random.normal(kE, (vocab_size + 1, n_embd), dtype), "W1": W1, "b1": b1, "W2": W2,
+            "b2": b2}, {}
+
+
+def context_ids(X, blank: int):
+    """``ids[b, t, k] = X[b, t - k]`` (``k = 0`` the current character), the ``blank`` id before the start.
+    makemore builds the same with T rolls of ``X``."""
+    T = X.shape[1]
+    src = jnp.arange(T)[:, None] - jnp.arange(T)[None, :]  # [T, T]: t - k
+    return jnp.where(src >= 0, X[:, jnp.clip(src, 0)], blank)
+
+
+def _logits(params, X, ly: L.Layers, tap=NO_TAP):
+    B, T = X.shape
+    with jax.named_scope("embedding"):
+        emb = tap("emb", ly.embedding(params["wte"], context_ids(X, params["wte"].shape[0] - 1)))
+        embcat = tap("embcat", emb.reshape(B, T, -1))
+    with jax.named_scope("mlp"):
+        h_pre = tap("h_pre", ly.linear(embcat, params["W1"], params["b1"]))
+        h = tap("h", ly.tanh(h_pre))
+        return tap("logits", ly.linear(h, params["W2"], params["b2"]))
+
+
+def _loss(params, state, X, Y, ly: L.Layers, tap=NO_TAP):
+    return ly.cross_entropy_masked(_logits(params, X, ly, tap), Y), state
+
+
+def loss(params, state, X, Y):
+    """``X``, ``Y`` [B, T] int (``Y`` -1 where masked) -> ``(scalar, state)``, plain ``jnp``."""
+    return _loss(params, state, X, Y, L.PLAIN)
+
+
+def loss_manual(params, state, X, Y):
+    """:func:`loss` from the custom_vjp layers."""
+    return _loss(params, state, X, Y, L.MANUAL)
+
+
+def logits_eval(params, state, X):
+    """``X`` [N, T] -> logits [N, T, V]."""
+    return _logits(params, X, L.PLAIN)
+
+
+def check_tables(params, state, X, Y) -> list:
+    """Each custom_vjp layer on this batch's activations against jax.grad of its plain twin, then the model."""
+    from .check import model_table, tap_grads, vjp_table
+
+    _, a, d, _ = tap_grads(lambda tap: _loss(params, state, X, Y, L.PLAIN, tap)[0])
+    p = params
+    layers = vjp_table("bengio layers: each custom_vjp against jax.grad of its plain twin", [
+        (L.cross_entropy_masked, L.cross_entropy_masked_plain, (a["logits"], Y), ("logits", "Y"), None),
+        (L.linear, L.linear_plain, (a["h"], p["W2"], p["b2"]), ("h", "W2", "b2"), d["logits"]),
+        (L.tanh, L.tanh_plain, (a["h_pre"],), ("h_pre",), d["h"]),
+        (L.linear, L.linear_plain, (a["embcat"], p["W1"], p["b1"]), ("embcat", "W1", "b1"), d["h_pre"]),
+        (L.embedding, L.embedding_plain, (p["wte"], context_ids(X, p["wte"].shape[0] - 1)), ("wte", "ids"),
+         d["emb"]),
+    ], dtype=str(a["logits"].dtype))
+    model = model_table(lambda p: loss_manual(p, state, X, Y)[0], lambda p: loss(p, state, X, Y)[0], params,
+                        names=("wte", "W1", "b1", "W2", "b2"), title="whole bengio: grad(loss_manual) vs grad(loss)")
+    return [layers, model]
+
+
+def flops(batch: int, vocab_size: int, *, n_embd: int, n_embd2: int, block_size: int) -> int:
+    """One step's matmul FLOPs, 3 x forward: ``2·B·T·(T·E)·E2 + 2·B·T·E2·V``."""
+    T = block_size
+    return 3 * (2 * batch * T * T * n_embd * n_embd2 + 2 * batch * T * n_embd2 * vocab_size)
+
+
+MODEL = Model(
+    name="bengio",
+    sizes={"n_embd": 64, "n_embd2": 64, "block_size": None},
+    defaults=MAKEMORE_TRAINING,
+    help={"": "makemore's MLP (Bengio 2003) over the previous T characters (69,147 parameters; AdamW 5e-4)",
+          "n_embd2": "second width: the hidden layer of makemore's MLP"},
+    init=init, loss=loss, loss_manual=loss_manual, logits_eval=logits_eval, check_tables=check_tables,
+    flops=flops, data="sequences",
+)
