@@ -1,0 +1,264 @@
+"""makemore's data layout (padded words, masked targets), the sequence layers (masked
+cross-entropy, causal mean, RNN and GRU through time, layer norm, GELU, causal self-attention) and
+makemore's six models."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from bpjax import Config, bengio, fit, models
+from bpjax import layers as L
+from bpjax import layers_seq as S
+from bpjax.check import check_vjp
+from bpjax.data import Vocab, make_sequences, make_splits
+from bpjax.step import split_losses
+from conftest import assert_one_line_error, run_cli
+
+
+# --- data ------------------------------------------------------------------------------------
+def test_sequences_layout():
+    words = ["emma", "ava", "x", "olivia", "mia", "bo", "zoe", "ann", "li", "kai"]
+    v = Vocab.from_words(words)
+    s = make_sequences(words, v, seed=1)
+    X, Y = s["train"]
+    assert X.dtype == Y.dtype == np.int32 and X.shape[1] == Y.shape[1] == 7  # "olivia" + 1
+    for x, y in zip(X, Y, strict=True):
+        n = int((y >= 0).sum()) - 1  # the word's length
+        word = v.decode(y[:n])
+        assert x[0] == 0 and list(x[1:n + 1]) == list(y[:n]) and (x[n + 1:] == 0).all()
+        assert y[n] == 0 and (y[n + 1:] == -1).all() and word in words
+
+
+def test_sequences_use_the_notebook_word_split(names_splits):
+    words, vocab, windows = names_splits
+    seqs = make_sequences(words, vocab)
+    assert seqs["train"][0].shape == (25626, 16)
+    for k in ("train", "val", "test"):
+        # every split predicts the same characters: the windows' targets are the sequences' real ones
+        X, Y = seqs[k]
+        assert int((Y >= 0).sum()) == len(windows[k][1])
+        assert np.array_equal(np.sort(Y[Y >= 0]), np.sort(windows[k][1]))
+
+
+# --- masked cross-entropy -------------------------------------------------------------------
+def masked_inputs(shape, V, dtype, seed, all_masked_rows=(0,)):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    logits = jax.random.normal(k1, (*shape, V), dtype) * 3
+    Y = jax.random.randint(k2, shape, -1, V)
+    for r in all_masked_rows:
+        Y = Y.at[r].set(-1)
+    return logits, Y
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", [(5, 1), (3, 7), (32, 16), (11,)])
+def test_masked_cross_entropy_matches_jax_grad(dtype, shape):
+    with jax.enable_x64(dtype == jnp.float64):
+        logits, Y = masked_inputs(shape, 27, dtype, seed=sum(shape))
+        np.testing.assert_array_equal(L.cross_entropy_masked(logits, Y), L.cross_entropy_masked_plain(logits, Y))
+        t = check_vjp(L.cross_entropy_masked, L.cross_entropy_masked_plain, (logits, Y), argnames=["logits", "Y"])
+        assert t.ok, str(t)
+        if dtype == jnp.float64:
+            assert t["logits"].maxdiff <= 1e-12
+            check_grads(lambda lg: L.cross_entropy_masked(lg, Y), (logits,), order=1, modes=["rev"])
+
+
+def test_masked_targets_get_exactly_zero_gradient_and_do_not_count():
+    logits, Y = masked_inputs((6, 5), 9, jnp.float32, seed=3, all_masked_rows=(0, 4))
+    g = jax.grad(L.cross_entropy_masked)(logits, Y)
+    assert (g[Y < 0] == 0).all() and (g[0] == 0).all() and (g[4] == 0).all()
+    valid = Y >= 0
+    ref = -jax.nn.log_softmax(logits)[valid, Y[valid]].mean()  # the mean over real targets only
+    np.testing.assert_allclose(L.cross_entropy_masked(logits, Y), ref, rtol=1e-6)
+    none = -jnp.ones((6, 5), jnp.int32)  # no target at all: loss 0 and gradient 0, not NaN
+    assert L.cross_entropy_masked(logits, none) == 0 and (jax.grad(L.cross_entropy_masked)(logits, none) == 0).all()
+
+
+# --- the models ----------------------------------------------------------------------------
+ZOO = ("bigram", "bengio", "rnn", "gru", "bow", "transformer")
+
+
+def test_registered_with_makemore_parameter_counts():
+    assert set(ZOO) <= set(models.names())
+    counts = {}
+    for name in ZOO:
+        m = models.get(name)
+        assert m.data == "sequences"
+        params, _ = m.init(jax.random.key(0), vocab_size=27, **Config(name).with_data({"block_size": 16}).sizes)
+        counts[name] = models.n_params(params)
+    assert counts == {"bigram": 729, "bengio": 69_147, "rnn": 11_803, "gru": 28_315, "bow": 12_827,
+                      "transformer": 204_544}
+
+
+def test_bengio_context_is_the_previous_characters_with_a_blank():
+    """ids[b, t, k] is X[b, t - k], the blank before the start: makemore's k rolls, by hand."""
+    X = np.array([[0, 5, 1, 13], [0, 2, 2, 3]])
+    ids = np.asarray(bengio.context_ids(jnp.asarray(X), blank=27))
+    for b in range(2):
+        for t in range(4):
+            for k in range(4):
+                assert ids[b, t, k] == (X[b, t - k] if t - k >= 0 else 27)
+
+
+SMALL = {"bengio": {"n_embd": 5, "n_embd2": 6}, "rnn": {"n_embd": 5, "n_embd2": 6}, "gru": {"n_embd": 5, "n_embd2": 6},
+         "bow": {"n_embd": 5, "n_embd2": 6}, "transformer": {"n_layer": 1, "n_embd": 8, "n_head": 2}}
+
+
+@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("x64", [False, True], ids=["f32", "f64"])
+def test_check_tables(name, x64):
+    m = models.get(name)
+    with jax.enable_x64(x64):
+        dtype = jnp.float64 if x64 else jnp.float32
+        sizes = Config(name, **SMALL.get(name, {})).with_data({"block_size": 7}).sizes
+        params, state = m.init(jax.random.key(1), vocab_size=27, dtype=dtype, **sizes)
+        if name == "bigram":  # the zero init has a trivial gradient: check at a random table
+            params = {"logits": jax.random.normal(jax.random.key(2), (27, 27), dtype)}
+        X, Y = masked_inputs((8, 7), 27, jnp.float32, seed=5)[1], masked_inputs((8, 7), 27, jnp.float32, seed=6)[1]
+        X = jnp.maximum(X, 0)
+        assert m.loss(params, state, X, Y)[0] == m.loss_manual(params, state, X, Y)[0]
+        tables = m.tables(params, state, X, Y)
+        assert all(t.ok for t in tables), "\n".join(map(str, tables))
+        if x64:
+            assert max(r.maxdiff for t in tables for r in t) <= 1e-12
+
+
+def test_split_loss_is_the_mean_over_real_targets():
+    words = ["emma", "ava", "x", "olivia", "mia", "bo", "zoe", "ann", "li", "kai"] * 3
+    v = Vocab.from_words(words)
+    s = make_sequences(words, v)
+    params = {"logits": jax.random.normal(jax.random.key(0), (v.size, v.size))}
+    X, Y = s["val"]
+    logp = np.asarray(jax.nn.log_softmax(params["logits"]))
+    valid = Y >= 0
+    ref = -logp[X[valid], Y[valid]].mean()  # bigram: position t's logits are row X[t]
+    got = split_losses("bigram", params, {}, s, ("val",), rows=2)["val_loss"]
+    assert got == pytest.approx(ref, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_a_few_hundred_steps_lower_the_loss_and_sample(names_path, name):
+    run = fit(Config(name, steps=300, chunk=150, **SMALL.get(name, {})), data=names_path, out=False, verbose=False)
+    lossi = run.history["lossi"]
+    assert 10 ** lossi[:20].mean() > 10 ** lossi[-20:].mean() + 0.05
+    assert run.config.block_size == 16 and run.metrics["val_loss"] < 3.3
+    names = run.sample(n=4, seed=1)
+    assert len(names) == 4 and all(len(n) <= 17 for n in names)
+
+
+def test_block_size_of_a_sequence_model_is_the_datas(names_path, tmp_path):
+    r = run_cli("train", "--model", "bengio", "--block-size", "5", "--steps", "10", "--data", str(names_path),
+                "--out", str(tmp_path / "r"))
+    assert_one_line_error(r, "block-size is the data's")
+
+
+def test_windows_and_sequences_split_the_same_words(names_splits):
+    words, vocab, _ = names_splits
+    w = make_splits(words[:50], vocab, block_size=2)
+    s = make_sequences(words[:50], vocab)
+    assert len(w["val"][1]) == int((s["val"][1] >= 0).sum())
+
+
+# --- the sequence layers against jax.grad and finite differences ---------------------------
+def seq_layer_inputs(name, B, T, dtype, seed):
+    k = iter(jax.random.split(jax.random.key(seed), 12))
+    normal = lambda shape, scale=1.0: jax.random.normal(next(k), shape, dtype) * scale  # noqa: E731
+    E, H, C, nh = 4, 6, 8, 2
+    if name == "causal_mean":
+        return (S.causal_mean, S.causal_mean_plain, (normal((B, T, C)),), ["x"])
+    if name == "rnn":
+        return (S.rnn, S.rnn_plain, (normal((B, T, E)), normal((1, H), 0.5), normal((E + H, H), 0.4),
+                                     normal((H,), 0.1)), ["x", "start", "W", "b"])
+    if name == "gru":
+        ws = [a for _ in range(3) for a in (normal((E + H, H), 0.4), normal((H,), 0.1))]
+        return (S.gru, S.gru_plain, (normal((B, T, E)), normal((1, H), 0.5), *ws),
+                ["x", "start", "Wr", "br", "Wz", "bz", "Wn", "bn"])
+    if name == "layernorm":
+        return (S.layernorm, S.layernorm_plain, (normal((B, T, C), 2.0) + 0.5, 1 + normal((C,), 0.1),
+                                                 normal((C,), 0.1)), ["x", "g", "b"])
+    if name == "gelu":
+        return (S.gelu, S.gelu_plain, (normal((B, T, C), 2.0),), ["x"])
+    if name == "attention":
+        return (S.attention, S.attention_plain, (normal((B, T, C)), normal((C, 3, nh, C // nh), 0.3),
+                                                 normal((3, nh, C // nh), 0.1), normal((C, C), 0.3), normal((C,), 0.1)),
+                ["x", "W_attn", "b_attn", "W_proj", "b_proj"])
+    raise KeyError(name)
+
+
+SEQ_LAYERS = ["causal_mean", "rnn", "gru", "layernorm", "gelu", "attention"]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("T", [1, 5])
+@pytest.mark.parametrize("name", SEQ_LAYERS)
+def test_sequence_layer_matches_jax_grad(name, T, dtype):
+    with jax.enable_x64(dtype == jnp.float64):
+        f_man, f_ref, args, names = seq_layer_inputs(name, 3, T, dtype, seed=T)
+        np.testing.assert_array_equal(f_man(*args), f_ref(*args))  # the custom forward is the plain one
+        t = check_vjp(f_man, f_ref, args, argnames=names, key=jax.random.key(T))
+        assert t.ok, str(t)
+        if dtype == jnp.float64:
+            assert max(r.maxdiff for r in t) <= 1e-12, str(t)
+
+
+@pytest.mark.parametrize("name", SEQ_LAYERS)
+def test_sequence_layer_finite_differences(name):
+    with jax.enable_x64(True):
+        f_man, _, args, _ = seq_layer_inputs(name, 2, 3, jnp.float64, seed=7)
+        check_grads(f_man, args, order=1, modes=["rev"])
+
+
+@pytest.mark.parametrize("name", ["causal_mean", "rnn", "gru", "attention"])
+def test_future_positions_get_exactly_zero_gradient(name):
+    """Position t's output does not depend on inputs after t: through the hand-written backward, the
+    gradient of output t with respect to every later input is exactly 0."""
+    f_man, _, args, _ = seq_layer_inputs(name, 2, 6, jnp.float32, seed=3)
+    x, rest = args[0], args[1:]
+    for t in range(6):
+        g = jax.grad(lambda x, t=t: f_man(x, *rest)[:, t].sum())(x)
+        assert (g[:, t + 1:] == 0).all(), (name, t)
+        assert (g[:, t] != 0).any()
+
+
+# --- makemore state dicts -------------------------------------------------------------------
+MAKEMORE_SHAPES = {  # a few of makemore.py's state_dict() entries, with names.txt (V 27, T 16)
+    "bengio": {"wte.weight": (28, 64), "mlp.0.weight": (64, 1024), "mlp.2.bias": (27,)},
+    "rnn": {"start": (1, 64), "cell.xh_to_h.weight": (64, 128), "lm_head.weight": (27, 64)},
+    "gru": {"cell.xh_to_hbar.weight": (64, 128), "cell.xh_to_z.bias": (64,)},
+    "bow": {"wpe.weight": (16, 64), "context_block.mlp.c_fc.weight": (64, 64)},
+    "transformer": {"transformer.h.3.attn.c_attn.weight": (192, 64), "transformer.h.0.mlp.c_proj.weight": (64, 256),
+                    "lm_head.weight": (27, 64), "transformer.ln_f.bias": (64,)},
+    "bigram": {"logits": (27, 27)},
+}
+
+
+@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("x64", [False, True], ids=["f32", "f64"])
+def test_makemore_state_dict_round_trip_is_exact(name, x64):
+    from bpjax.makemore import from_state_dict, to_state_dict
+
+    with jax.enable_x64(x64):
+        dtype = jnp.float64 if x64 else jnp.float32
+        params, _ = models.get(name).init(jax.random.key(0), vocab_size=27, dtype=dtype,
+                                          **Config(name).with_data({"block_size": 16}).sizes)
+        sd = to_state_dict(name, params)
+        for k, shape in MAKEMORE_SHAPES[name].items():
+            assert sd[k].shape == shape, k
+        assert sum(a.size for a in sd.values()) == models.n_params(params)
+        back = from_state_dict(name, {**sd, "transformer.h.0.attn.bias": np.ones((1, 1, 16, 16))}
+                               if name == "transformer" else sd)  # a buffer is accepted and ignored
+        flat = lambda t: jax.tree_util.tree_leaves(t)  # noqa: E731
+        assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(params)
+        for a, b in zip(flat(params), flat(back), strict=True):
+            assert b.dtype == a.dtype and np.array_equal(np.asarray(a), b)
+
+
+def test_makemore_state_dict_errors():
+    from bpjax.errors import CheckpointError
+    from bpjax.makemore import from_state_dict
+
+    with pytest.raises(CheckpointError, match="not a makemore rnn state dict"):
+        from_state_dict("rnn", {"logits": np.zeros((27, 27))})
+    with pytest.raises(CheckpointError, match="makemore has no model"):
+        from_state_dict("mlp", {})
