@@ -1,0 +1,162 @@
+"""bpjax's six makemore models against makemore.py's PyTorch ones, on the same parameters and batch.
+
+For each model: bpjax's parameters (float64) go into makemore.py's module through
+``bpjax.makemore.to_state_dict``; both compute the loss and the gradients of one batch of makemore's
+layout, PyTorch by autograd, bpjax by its hand-written backward (``loss_manual``); the table gives
+the loss difference and, per parameter, the float64 pass rule of ``bpjax.check``. Then each
+framework's training step is timed on this machine in the same run (PyTorch on its default threads).
+
+    python experiments/makemore_peer.py                       # needs torch; makemore.py from ../shared/peers
+    python experiments/makemore_peer.py --makemore PATH --steps 200
+
+makemore.py imports tensorboard at the top; a stub stands in for it when it is absent.
+Writes ``experiments/results/makemore_peer.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+import types
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bpjax import Config, models
+from bpjax.check import compare
+from bpjax.data import Vocab, load_words, make_sequences
+from bpjax.io import atomic_write_json, atomic_write_text
+from bpjax.makemore import to_state_dict
+from bpjax.optim import make_optimizer
+from bpjax.step import gradient_fn, init_train_state
+
+ROOT = Path(__file__).resolve().parent.parent
+ZOO = {"bigram": "bigram", "bengio": "mlp", "rnn": "rnn", "gru": "gru", "bow": "bow", "transformer": "transformer"}
+
+
+def load_makemore(path: Path):
+    """makemore.py as a module, with a stub for ``torch.utils.tensorboard`` if it is missing."""
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        stub = types.ModuleType("torch.utils.tensorboard")
+        stub.SummaryWriter = object
+        sys.modules["torch.utils.tensorboard"] = stub
+    spec = importlib.util.spec_from_file_location("makemore_peer", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def torch_model(mm, kind: str, vocab_size: int, block_size: int):
+    cfg = mm.ModelConfig(vocab_size=vocab_size, block_size=block_size)
+    return {"transformer": mm.Transformer, "bigram": mm.Bigram, "mlp": mm.MLP, "bow": mm.BoW,
+            "rnn": lambda c: mm.RNN(c, cell_type="rnn"), "gru": lambda c: mm.RNN(c, cell_type="gru")}[kind](cfg)
+
+
+def compare_model(mm, torch, name: str, Xb, Yb, V: int, T: int) -> dict:
+    """Loss and gradients of makemore.py's module and bpjax's hand-written backward, float64."""
+    spec = models.get(name)
+    with jax.enable_x64(True):
+        params, state = spec.init(jax.random.key(0), vocab_size=V, dtype=jnp.float64,
+                                  **Config(name).with_data({"block_size": T}).sizes)
+        if name == "bigram":  # the zero table has a trivial gradient
+            params = {"logits": jax.random.normal(jax.random.key(1), (V, V), jnp.float64)}
+        (loss, _), grads = jax.jit(gradient_fn(name, "manual"))(params, state, jnp.asarray(Xb), jnp.asarray(Yb))
+        g_bpjax = to_state_dict(name, jax.tree_util.tree_map(np.asarray, grads))
+    model = torch_model(mm, ZOO[name], V, T).double()
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in to_state_dict(name, params).items()}, strict=False)
+    _, t_loss = model(torch.from_numpy(np.asarray(Xb, np.int64)), torch.from_numpy(np.asarray(Yb, np.int64)))
+    t_loss.backward()
+    g_torch = {k: p.grad.numpy() for k, p in model.named_parameters()}
+    table = compare(g_bpjax, g_torch, table=name, title=f"{name}: bpjax's hand-written backward vs PyTorch autograd")
+    return {"model": name, "loss_bpjax": float(loss), "loss_torch": float(t_loss),
+            "loss_diff": abs(float(loss) - float(t_loss)), "ok": table.ok,
+            "worst": table.worst().name, "worst_maxdiff": table.worst().maxdiff, "rows": table.to_json()}
+
+
+def time_torch(mm, torch, name: str, Xtr, Ytr, V: int, T: int, steps: int) -> float:
+    """makemore.py's training step (forward, backward, AdamW) in steps/s, after 10 warm-up steps."""
+    model = torch_model(mm, ZOO[name], V, T)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01, betas=(0.9, 0.99), eps=1e-8)
+    X, Y = torch.from_numpy(np.asarray(Xtr, np.int64)), torch.from_numpy(np.asarray(Ytr, np.int64))
+    g = torch.Generator().manual_seed(0)
+
+    def run(n):
+        for _ in range(n):
+            ix = torch.randint(0, X.shape[0], (32,), generator=g)
+            _, loss = model(X[ix], Y[ix])
+            model.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss.item()
+
+    run(10)
+    t = time.perf_counter()
+    run(steps)
+    return steps / (time.perf_counter() - t)
+
+
+def time_bpjax(name: str, Xtr, Ytr, V: int, steps: int) -> float:
+    """bpjax's training step (the chunk ``bpjax train`` runs), steps/s, compiled ahead of time."""
+    from bpjax.step import ChunkRunner, make_train_chunk
+
+    cfg = Config(name, steps=steps).with_data({"block_size": Xtr.shape[1]})
+    params, opt_state, state, key = init_train_state(cfg, V)
+    runner = ChunkRunner(make_train_chunk(gradient_fn(name, "manual"), make_optimizer(cfg), cfg.batch_size))
+    args = (params, opt_state, state, key, jnp.int32(0), jnp.asarray(Xtr), jnp.asarray(Ytr))
+    run = runner.compile(steps, *args)
+    np.asarray(run(*args)[3])
+    t = time.perf_counter()
+    np.asarray(run(*args)[3])
+    return steps / (time.perf_counter() - t)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--makemore", default=str(ROOT.parent / "shared" / "peers" / "makemore.py"))
+    p.add_argument("--data", default=None)
+    p.add_argument("--steps", type=int, default=300, help="timed steps per framework and model")
+    p.add_argument("--out", default=str(ROOT / "experiments" / "results"))
+    args = p.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        print("torch is not importable: pip install torch (a CPU build) to compare with makemore.py")
+        return 2
+    mm = load_makemore(Path(args.makemore))
+    words = load_words(args.data)
+    vocab = Vocab.from_words(words)
+    Xtr, Ytr = make_sequences(words, vocab)["train"]
+    T, V = Xtr.shape[1], vocab.size
+    Xb, Yb = Xtr[:32], Ytr[:32]
+    rows = []
+    for name in ZOO:
+        r = compare_model(mm, torch, name, Xb, Yb, V, T)
+        r["torch_steps_per_second"] = time_torch(mm, torch, name, Xtr, Ytr, V, T, args.steps)
+        r["bpjax_steps_per_second"] = time_bpjax(name, Xtr, Ytr, V, max(args.steps, 100))
+        r["speedup"] = r["bpjax_steps_per_second"] / r["torch_steps_per_second"]
+        rows.append(r)
+        print(f"{name:12s} loss diff {r['loss_diff']:.1e}  grads {'ok' if r['ok'] else 'FAIL'} "
+              f"(worst {r['worst']} {r['worst_maxdiff']:.1e})  bpjax {r['bpjax_steps_per_second']:,.0f} "
+              f"vs PyTorch {r['torch_steps_per_second']:,.0f} steps/s ({r['speedup']:.1f}x)", flush=True)
+    md = ["| model | loss, bpjax | loss, PyTorch | gradients (float64 rule) | worst row | bpjax steps/s "
+          "| makemore.py steps/s | × |", "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: |"]
+    for r in rows:
+        md.append(f"| {r['model']} | {r['loss_bpjax']:.12f} | {r['loss_torch']:.12f} | {'ok' if r['ok'] else 'FAIL'} "
+                  f"| {r['worst']} {r['worst_maxdiff']:.1e} | {r['bpjax_steps_per_second']:,.0f} "
+                  f"| {r['torch_steps_per_second']:,.0f} | {r['speedup']:.1f} |")
+    out = Path(args.out)
+    atomic_write_json(out / "makemore_peer.json", {"rows": rows, "torch": torch.__version__,
+                                                   "torch_threads": torch.get_num_threads(), "jax": jax.__version__})
+    atomic_write_text(out / "makemore_peer.md", "\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0 if all(r["ok"] and r["loss_diff"] <= 1e-12 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
