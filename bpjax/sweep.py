@@ -185,7 +185,7 @@ def cmd_sweep(args) -> int:
         raise ConfigError(f"could not read a number in --seeds/--lrs/--n-hidden ({e})") from None
     over = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size)) if v is not None}
     base = Config(args.model, grad=args.grad, **over)
-    res = sweep(base, seeds=seeds, lrs=lrs or [base.lr], n_hiddens=hiddens or [base.n_hidden], data=args.data,
+    res = sweep(base, seeds=seeds, lrs=lrs or [base.lr], n_hiddens=hiddens, data=args.data,
                 devices=args.devices, out=args.out)
     print()
     print(markdown(res))

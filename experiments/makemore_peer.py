@@ -68,10 +68,14 @@ def compare_model(mm, torch, name: str, Xb, Yb, V: int, T: int) -> dict:
             params = {"logits": jax.random.normal(jax.random.key(1), (V, V), jnp.float64)}
         (loss, _), grads = jax.jit(gradient_fn(name, "manual"))(params, state, jnp.asarray(Xb), jnp.asarray(Yb))
         g_bpjax = to_state_dict(name, jax.tree_util.tree_map(np.asarray, grads))
-    model = torch_model(mm, ZOO[name], V, T).double()
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in to_state_dict(name, params).items()}, strict=False)
-    _, t_loss = model(torch.from_numpy(np.asarray(Xb, np.int64)), torch.from_numpy(np.asarray(Yb, np.int64)))
-    t_loss.backward()
+    torch.set_default_dtype(torch.float64)  # makemore's CausalBoW makes its weights with the default dtype
+    try:
+        model = torch_model(mm, ZOO[name], V, T).double()
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in to_state_dict(name, params).items()}, strict=False)
+        _, t_loss = model(torch.from_numpy(np.asarray(Xb, np.int64)), torch.from_numpy(np.asarray(Yb, np.int64)))
+        t_loss.backward()
+    finally:
+        torch.set_default_dtype(torch.float32)
     g_torch = {k: p.grad.numpy() for k, p in model.named_parameters()}
     table = compare(g_bpjax, g_torch, table=name, title=f"{name}: bpjax's hand-written backward vs PyTorch autograd")
     return {"model": name, "loss_bpjax": float(loss), "loss_torch": float(t_loss),
