@@ -4,6 +4,8 @@
     emb = wte[ids]                                     [B, T, T, E]   (wte has V + 1 rows: the blank)
     embcat = emb.reshape(B, T, T·E)
     h = tanh(embcat @ W1 + b1)                         [B, T, E2]
+                                                       (computed as sum_k (wte @ W1_k)[ids[..., k]]:
+                                                        :func:`bpjax.layers_seq.context_linear`)
     logits = h @ W2 + b2                               [B, T, V]
     loss = cross_entropy_masked(logits, Y)
 
@@ -18,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from . import layers as L
+from . import layers_seq as S
 from .check import NO_TAP
 from .models import MAKEMORE_TRAINING, Model, torch_linear
 
@@ -39,49 +42,47 @@ def context_ids(X, blank: int):
     return jnp.where(src >= 0, X[:, jnp.clip(src, 0)], blank)
 
 
-def _logits(params, X, ly: L.Layers, tap=NO_TAP):
-    B, T = X.shape
-    with jax.named_scope("embedding"):
-        emb = tap("emb", ly.embedding(params["wte"], context_ids(X, params["wte"].shape[0] - 1)))
-        embcat = tap("embcat", emb.reshape(B, T, -1))
+def _logits(params, X, ly: L.Layers, context_linear, tap=NO_TAP):
+    """``context_linear``: the embedding-concatenate-linear of the previous T characters."""
+    with jax.named_scope("embedding_linear"):
+        ids = context_ids(X, params["wte"].shape[0] - 1)
+        h_pre = tap("h_pre", context_linear(params["wte"], ids, params["W1"], params["b1"]))
     with jax.named_scope("mlp"):
-        h_pre = tap("h_pre", ly.linear(embcat, params["W1"], params["b1"]))
         h = tap("h", ly.tanh(h_pre))
         return tap("logits", ly.linear(h, params["W2"], params["b2"]))
 
 
-def _loss(params, state, X, Y, ly: L.Layers, tap=NO_TAP):
-    return ly.cross_entropy_masked(_logits(params, X, ly, tap), Y), state
+def _loss(params, state, X, Y, ly: L.Layers, context_linear, tap=NO_TAP):
+    return ly.cross_entropy_masked(_logits(params, X, ly, context_linear, tap), Y), state
 
 
 def loss(params, state, X, Y):
     """``X``, ``Y`` [B, T] int (``Y`` -1 where masked) -> ``(scalar, state)``, plain ``jnp``."""
-    return _loss(params, state, X, Y, L.PLAIN)
+    return _loss(params, state, X, Y, L.PLAIN, S.context_linear_plain)
 
 
 def loss_manual(params, state, X, Y):
     """:func:`loss` from the custom_vjp layers."""
-    return _loss(params, state, X, Y, L.MANUAL)
+    return _loss(params, state, X, Y, L.MANUAL, S.context_linear)
 
 
 def logits_eval(params, state, X):
     """``X`` [N, T] -> logits [N, T, V]."""
-    return _logits(params, X, L.PLAIN)
+    return _logits(params, X, L.PLAIN, S.context_linear_plain)
 
 
 def check_tables(params, state, X, Y) -> list:
     """Each custom_vjp layer on this batch's activations against jax.grad of its plain twin, then the model."""
     from .check import model_table, tap_grads, vjp_table
 
-    _, a, d, _ = tap_grads(lambda tap: _loss(params, state, X, Y, L.PLAIN, tap)[0])
+    _, a, d, _ = tap_grads(lambda tap: _loss(params, state, X, Y, L.PLAIN, S.context_linear_plain, tap)[0])
     p = params
     layers = vjp_table("bengio layers: each custom_vjp against jax.grad of its plain twin", [
         (L.cross_entropy_masked, L.cross_entropy_masked_plain, (a["logits"], Y), ("logits", "Y"), None),
         (L.linear, L.linear_plain, (a["h"], p["W2"], p["b2"]), ("h", "W2", "b2"), d["logits"]),
         (L.tanh, L.tanh_plain, (a["h_pre"],), ("h_pre",), d["h"]),
-        (L.linear, L.linear_plain, (a["embcat"], p["W1"], p["b1"]), ("embcat", "W1", "b1"), d["h_pre"]),
-        (L.embedding, L.embedding_plain, (p["wte"], context_ids(X, p["wte"].shape[0] - 1)), ("wte", "ids"),
-         d["emb"]),
+        (S.context_linear, S.context_linear_plain, (p["wte"], context_ids(X, p["wte"].shape[0] - 1), p["W1"], p["b1"]),
+         ("wte", "ids", "W1", "b1"), d["h_pre"]),
     ], dtype=str(a["logits"].dtype))
     model = model_table(lambda p: loss_manual(p, state, X, Y)[0], lambda p: loss(p, state, X, Y)[0], params,
                         names=("wte", "W1", "b1", "W2", "b2"), title="whole bengio: grad(loss_manual) vs grad(loss)")
@@ -89,9 +90,10 @@ def check_tables(params, state, X, Y) -> list:
 
 
 def flops(batch: int, vocab_size: int, *, n_embd: int, n_embd2: int, block_size: int) -> int:
-    """One step's matmul FLOPs, 3 x forward: ``2·B·T·(T·E)·E2 + 2·B·T·E2·V``."""
+    """One step's matmul FLOPs as computed, 3 x forward: the projections ``2·T·(V+1)·E·E2`` (not
+    makemore's ``2·B·T·(T·E)·E2``), then ``2·B·T·E2·V``."""
     T = block_size
-    return 3 * (2 * batch * T * T * n_embd * n_embd2 + 2 * batch * T * n_embd2 * vocab_size)
+    return 3 * (2 * T * (vocab_size + 1) * n_embd * n_embd2 + 2 * batch * T * n_embd2 * vocab_size)
 
 
 MODEL = Model(

@@ -91,6 +91,14 @@ def test_registered_with_makemore_parameter_counts():
                       "transformer": 204_544}
 
 
+def test_context_linear_is_embedding_concatenation_then_linear():
+    """bengio's per-token projections compute makemore's embcat @ W1 + b1."""
+    with jax.enable_x64(True):
+        wte, ids, W, b = seq_layer_inputs("context_linear", 4, 6, jnp.float64, seed=2)[2]
+        direct = L.linear_plain(L.embedding_plain(wte, ids).reshape(4, 6, -1), W, b)
+        np.testing.assert_allclose(S.context_linear(wte, ids, W, b), direct, rtol=1e-13, atol=1e-14)
+
+
 def test_bengio_context_is_the_previous_characters_with_a_blank():
     """ids[b, t, k] is X[b, t - k], the blank before the start: makemore's k rolls, by hand."""
     X = np.array([[0, 5, 1, 13], [0, 2, 2, 3]])
@@ -183,10 +191,14 @@ def seq_layer_inputs(name, B, T, dtype, seed):
         return (S.attention, S.attention_plain, (normal((B, T, C)), normal((C, 3, nh, C // nh), 0.3),
                                                  normal((3, nh, C // nh), 0.1), normal((C, C), 0.3), normal((C,), 0.1)),
                 ["x", "W_attn", "b_attn", "W_proj", "b_proj"])
+    if name == "context_linear":  # K = 3 context ids over a vocabulary of 7: repeats are certain
+        return (S.context_linear, S.context_linear_plain, (normal((7, E)), jax.random.randint(next(k), (B, T, 3), 0, 7),
+                                                           normal((3 * E, H), 0.4), normal((H,), 0.1)),
+                ["wte", "ids", "W", "b"])
     raise KeyError(name)
 
 
-SEQ_LAYERS = ["causal_mean", "rnn", "gru", "layernorm", "gelu", "attention"]
+SEQ_LAYERS = ["causal_mean", "rnn", "gru", "layernorm", "gelu", "attention", "context_linear"]
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
@@ -206,7 +218,15 @@ def test_sequence_layer_matches_jax_grad(name, T, dtype):
 def test_sequence_layer_finite_differences(name):
     with jax.enable_x64(True):
         f_man, _, args, _ = seq_layer_inputs(name, 2, 3, jnp.float64, seed=7)
-        check_grads(f_man, args, order=1, modes=["rev"])
+        floats = [i for i, a in enumerate(args) if jnp.issubdtype(a.dtype, jnp.floating)]
+
+        def f(*xs):  # the integer ids stay fixed
+            full = list(args)
+            for i, x in zip(floats, xs, strict=True):
+                full[i] = x
+            return f_man(*full)
+
+        check_grads(f, [args[i] for i in floats], order=1, modes=["rev"])
 
 
 @pytest.mark.parametrize("name", ["causal_mean", "rnn", "gru", "attention"])
