@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", required=True, metavar="DIR", help="a run directory written by bpjax train")
     s.add_argument("-n", type=_positive_int, default=20, help="how many names (default 20)")
     s.add_argument("--seed", type=_seed, default=0, help="sampling seed (default 0)")
-    s.add_argument("--max-len", type=_positive_int, default=50, help="cap on a name's length (default 50)")
+    s.add_argument("--max-len", type=_positive_int, default=50,
+                   help="cap on a name's length (default 50; a sequence model writes at most its T characters)")
     s.set_defaults(func=cmd_sample)
 
     from .bench import add_bench_args, cmd_bench

@@ -118,15 +118,15 @@ class Config:
         return Config(model, **{**changed, **changes})
 
     def with_data(self, info: dict) -> Config:
-        """This config with the data-derived sizes filled in: a sequence model's ``block_size`` is
-        the data's T (``info`` from :func:`bpjax.data.load_dataset`)."""
-        if self.spec.data == "sequences":
-            T = info["block_size"]
-            if self.block_size not in (None, T):
-                raise ConfigError(f"block-size is the data's for model {self.model_name!r} (the longest word + 1 "
-                                  f"= {T}), got {self.block_size}")
-            self.sizes["block_size"] = T
-        return self
+        """A copy with the data-derived sizes filled in: a sequence model's ``block_size`` is the
+        data's T (``info`` from :func:`bpjax.data.load_dataset`). This config is left as it is."""
+        if self.spec.data != "sequences":
+            return self.replace()
+        T = info["block_size"]
+        if self.block_size not in (None, T):
+            raise ConfigError(f"block-size is the data's for model {self.model_name!r} (the longest word + 1 "
+                              f"= {T}), got {self.block_size}")
+        return self.replace(block_size=T)
 
     def validate(self, stop_at: int | None = None) -> Config:
         """Raise :class:`ConfigError` (one line) for anything nonsensical, before any compiling."""

@@ -191,7 +191,10 @@ def split_losses(model: str | Model, params, stats, splits: dict, names=("train"
     over the split's targets divided by their count (a sequence's -1 targets are not targets)."""
     from . import models
 
-    loss_sum = _loss_sum(models.get(model))
+    spec = models.get(model)
+    loss_sum = _loss_sum(spec)
+    if spec.data == "sequences":  # a row holds T targets: keep a chunk's activations as small as windows'
+        rows = max(1, rows // splits[names[0]][0].shape[1]) if names else rows
     out = {}
     for k in names:
         X, Y = splits[k]

@@ -71,7 +71,10 @@ def compare_model(mm, torch, name: str, Xb, Yb, V: int, T: int) -> dict:
     torch.set_default_dtype(torch.float64)  # makemore's CausalBoW makes its weights with the default dtype
     try:
         model = torch_model(mm, ZOO[name], V, T).double()
-        model.load_state_dict({k: torch.from_numpy(v) for k, v in to_state_dict(name, params).items()}, strict=False)
+        res = model.load_state_dict({k: torch.from_numpy(v) for k, v in to_state_dict(name, params).items()},
+                                    strict=False)
+        missing = [k for k in res.missing_keys if not k.endswith((".attn.bias", ".cbow.bias"))]
+        assert not missing and not res.unexpected_keys, (missing, res.unexpected_keys)  # only the mask buffers
         _, t_loss = model(torch.from_numpy(np.asarray(Xb, np.int64)), torch.from_numpy(np.asarray(Yb, np.int64)))
         t_loss.backward()
     finally:
@@ -155,7 +158,7 @@ def main(argv=None) -> int:
                   f"| {r['worst']} {r['worst_maxdiff']:.1e} | {r['bpjax_steps_per_second']:,.0f} "
                   f"| {r['torch_steps_per_second']:,.0f} | {r['speedup']:.1f} |")
     out = Path(args.out)
-    atomic_write_json(out / "makemore_peer.json", {"rows": rows, "torch": torch.__version__,
+    atomic_write_json(out / "makemore_peer.json", {"rows": rows, "steps": args.steps, "torch": torch.__version__,
                                                    "torch_threads": torch.get_num_threads(), "jax": jax.__version__})
     atomic_write_text(out / "makemore_peer.md", "\n".join(md) + "\n")
     print("\n".join(md))
