@@ -67,3 +67,20 @@ def assert_one_line_error(res, needle, code=2):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
     assert needle in lines[0], lines[0]
+
+
+def check_grads_on_floats(f, args):
+    """``jax.test_util.check_grads`` (reverse mode, first order) over the floating-point ``args`` of
+    ``f``; integer arguments (token ids, labels) stay fixed."""
+    import jax.numpy as jnp
+    from jax.test_util import check_grads
+
+    floats = [i for i, a in enumerate(args) if jnp.issubdtype(a.dtype, jnp.floating)]
+
+    def on_floats(*xs):
+        full = list(args)
+        for i, x in zip(floats, xs, strict=True):
+            full[i] = x
+        return f(*full)
+
+    check_grads(on_floats, [args[i] for i in floats], order=1, modes=["rev"])

@@ -3,11 +3,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 from bpjax import layers as L
 from bpjax.check import check_vjp
 from bpjax.errors import ConfigError
+from conftest import check_grads_on_floats
 
 DTYPES = [jnp.float32, jnp.float64]
 
@@ -67,16 +67,7 @@ def test_layer_matches_jax_grad(name, n, dtype):
 def test_layer_finite_differences_float64(name):
     with jax.enable_x64(True):
         args, _ = make_inputs(name, 6, jnp.float64, jax.random.key(3))
-        f = LAYERS[name][0]
-        float_idx = [i for i, a in enumerate(args) if jnp.issubdtype(a.dtype, jnp.floating)]
-
-        def on_floats(*floats):
-            full = list(args)
-            for i, x in zip(float_idx, floats, strict=True):
-                full[i] = x
-            return f(*full)
-
-        check_grads(on_floats, [args[i] for i in float_idx], order=1, modes=["rev"])
+        check_grads_on_floats(LAYERS[name][0], args)
 
 
 @pytest.mark.parametrize("name", ["batchnorm", "tanh", "linear", "embedding"])

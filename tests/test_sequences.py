@@ -15,7 +15,7 @@ from bpjax import layers_seq as S
 from bpjax.check import check_vjp
 from bpjax.data import Vocab, make_sequences, make_splits
 from bpjax.step import split_losses
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, check_grads_on_floats, run_cli
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -239,15 +239,7 @@ def test_sequence_layer_matches_jax_grad(name, T, dtype):
 def test_sequence_layer_finite_differences(name):
     with jax.enable_x64(True):
         f_man, _, args, _ = seq_layer_inputs(name, 2, 3, jnp.float64, seed=7)
-        floats = [i for i, a in enumerate(args) if jnp.issubdtype(a.dtype, jnp.floating)]
-
-        def f(*xs):  # the integer ids stay fixed
-            full = list(args)
-            for i, x in zip(floats, xs, strict=True):
-                full[i] = x
-            return f_man(*full)
-
-        check_grads(f, [args[i] for i in floats], order=1, modes=["rev"])
+        check_grads_on_floats(f_man, args)  # the integer ids stay fixed
 
 
 @pytest.mark.parametrize("name", ["causal_mean", "rnn", "gru", "attention"])
