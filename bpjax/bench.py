@@ -7,7 +7,9 @@ gradient function of ``--grad`` and the optimizer of the config, compiled ahead 
 Rows (each a dict keyed by data: ``impl``, ``model``, ``grad``, ``variant``, sizes, ``K``; ``name``
 is only for display): manual vs autodiff at the notebook config and at n_hidden 200; every other
 registered model at its defaults; the PyTorch baselines of ``experiments/torch_baselines.py`` (in
-a source checkout, when torch is importable); scaling in batch and n_hidden; K models at once
+a source checkout, when torch is importable); with ``--makemore PATH``, makemore.py's own training
+loop (run as its command line: its data loader, model and AdamW, the step times it prints) and its
+model and AdamW alone, beside each of its six models; scaling in batch and n_hidden; K models at once
 under ``vmap``. Each row carries the step's FLOPs (the model's ``flops``) and the GFLOP/s
 achieved, beside the machine's peak.
 """
@@ -28,7 +30,8 @@ import numpy as np
 
 from . import models
 from .config import GRADS, Config
-from .data import Vocab, load_words, make_dataset
+from .data import Vocab, load_words, make_dataset, resolve_data_path
+from .errors import ConfigError
 from .io import atomic_write_json, atomic_write_text
 from .optim import make_optimizer
 from .rundir import environment
@@ -39,6 +42,7 @@ REFERENCE = "mlp"
 gets its manual and autodiff rows at its defaults."""
 PEAK_GFLOPS_CPU_CORE = 166.4  # AVX-512: 2 FMA units x 16 fp32 lanes x 2 flops x 2.6 GHz
 TORCH_BASELINES = Path(__file__).resolve().parent.parent / "experiments" / "torch_baselines.py"
+MAKEMORE_PEER = TORCH_BASELINES.parent / "makemore_peer.py"
 
 
 def step_flops(cfg: Config, vocab: int) -> int | None:
@@ -121,6 +125,27 @@ def torch_baselines():
     return module, None
 
 
+def makemore_peer(makemore: str | None):
+    """``(module, note)``: ``experiments/makemore_peer.py`` (the glue that times makemore.py) when
+    ``--makemore PATH`` names a file, torch is importable and this is a source checkout; else
+    ``None`` and why the makemore rows are not measured."""
+    if makemore is None:
+        return None, "makemore.py not timed: pass --makemore PATH/TO/makemore.py (needs torch) for its rows"
+    if not Path(makemore).is_file():
+        raise ConfigError(f"--makemore {makemore!r} is not a file: give the path to makemore.py")
+    if not MAKEMORE_PEER.is_file():
+        return None, ("makemore.py is timed by experiments/makemore_peer.py of a source checkout "
+                      "(pip install -e . from the repository): the makemore rows were not measured")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return None, "torch is not importable here: makemore.py's rows were not measured (pip install torch)"
+    spec = importlib.util.spec_from_file_location("bpjax_makemore_peer", MAKEMORE_PEER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, None
+
+
 # --------------------------------------------------------------------------------------------
 def find(rows: list[dict], **keys) -> dict:
     """The one row whose fields equal ``keys`` (``find(rows, impl="bpjax", model="mlp", grad="manual",
@@ -132,8 +157,10 @@ def find(rows: list[dict], **keys) -> dict:
 
 
 def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: int = 2_000,
-              quick: bool = False, peak_gflops: float | None = None, log=print) -> dict:
-    """All rows; ``quick`` is the smoke-test size (a few hundred steps, the large rows skipped)."""
+              quick: bool = False, peak_gflops: float | None = None, makemore: str | None = None,
+              log=print) -> dict:
+    """All rows; ``quick`` is the smoke-test size (a few hundred steps, the large rows skipped).
+    ``makemore``: the path to makemore.py, whose own training step is timed beside each of its models."""
     words = load_words(data)
     vocab = Vocab.from_words(words)
     V = vocab.size
@@ -170,6 +197,10 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
     torch_mod, torch_note = torch_baselines()
     if torch_note:
         log(torch_note)
+    peer, makemore_note = makemore_peer(makemore)
+    if makemore_note:
+        log(makemore_note)
+    mm = peer.load_makemore(Path(makemore)) if peer else None
 
     def torch_rows(group, model, n_steps):
         for name, variant, grad, fn in (torch_mod.BASELINES.get(model, []) if torch_mod else []):
@@ -178,6 +209,24 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
             cfg = Config(model).with_data({"block_size": train_rows(model)[0].shape[1]})
             add(group, name, _row(rates, step_flops(cfg, V)), impl="pytorch", model=model, grad=grad,
                 variant=variant, K=1, n_hidden=cfg.sizes.get("n_hidden"), batch=cfg.batch_size)
+
+    def makemore_rows(model, n_steps):
+        if peer is None or model not in peer.ZOO:
+            return
+        import torch
+
+        Xtr, Ytr = train_rows(model)
+        cfg = Config(model).with_data({"block_size": Xtr.shape[1]})
+        for name, variant, rates in (
+                (f"makemore.py's own loop, {model}", "makemore_loop",
+                 peer.makemore_loop_rates(Path(makemore), model, str(resolve_data_path(data)),
+                                          max(n_steps, 50))),
+                (f"makemore.py's model + AdamW, {model}", "makemore_model_step",
+                 peer.time_torch(mm, torch, model, np.asarray(Xtr), np.asarray(Ytr), V, Xtr.shape[1], n_steps,
+                                 repeats=max(2, repeats // 2)))):
+            # no FLOPs: makemore computes some models another way (bengio's embcat @ W1 is 30x the projections)
+            add(model, name, _row(rates, None), impl="makemore", model=model, grad="autodiff",
+                variant=variant, K=1, batch=cfg.batch_size)
 
     for n_hidden in (64, 200):
         for grad in GRADS:
@@ -188,6 +237,7 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
         for grad in GRADS:
             bpjax_row(model, f"bpjax {grad}, {model}", model=model, grad=grad, n_steps=model_steps)
         torch_rows(model, model, max(min(torch_steps, model_steps) // 2, 20))
+        makemore_rows(model, max(min(torch_steps, model_steps) // 2, 20))
     scale_steps = max(steps // 10, 100)
     for b in (32, 256) if quick else (32, 256, 2048):
         bpjax_row("scaling", f"manual, batch {b}", batch_size=b, n_steps=scale_steps)
@@ -200,7 +250,14 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
     machine = {**environment(), "cpu": cpu_name(), "cpu_count": os.cpu_count(), "peak_gflops": peak,
                "xla_flags": os.environ.get("XLA_FLAGS", "")}
     return {"machine": machine, "settings": {"steps": steps, "repeats": repeats, "quick": quick},
-            "rows": rows, "summary": summary, "torch": torch_note or "measured (1 thread)"}
+            "rows": rows, "summary": summary, "torch": torch_note or "measured (1 thread)",
+            "makemore": makemore_note or f"measured: makemore.py on torch's default threads ({_torch_threads()})"}
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _summary(rows: list[dict], peak, V: int, with_torch: bool) -> dict:
@@ -218,6 +275,8 @@ def _summary(rows: list[dict], peak, V: int, with_torch: bool) -> dict:
         for r in rows:
             if r["group"] == model and r["impl"] == "pytorch":
                 s[f"{model}_manual_over_pytorch_{r['variant']}"] = man / r["model_steps_per_second"]
+            if r["group"] == model and r["impl"] == "makemore":
+                s[f"{model}_manual_over_{r['variant']}"] = man / r["model_steps_per_second"]
     if with_torch:
         torch_ref = lambda variant: sps(impl="pytorch", model=REFERENCE, variant=variant)  # noqa: E731
         s["manual_over_pytorch_notebook_loop"] = mlp("manual") / torch_ref("double_loop")
@@ -249,6 +308,7 @@ def markdown(result: dict) -> str:
     lines += [f"- {k.replace('_', ' ')}: {v:,.2f}" for k, v in result["summary"].items()]
     if result["torch"] != "measured (1 thread)":
         lines.append(f"- {result['torch']}")
+    lines.append(f"- makemore.py: {result['makemore']}")
     return "\n".join(lines) + "\n"
 
 
@@ -259,18 +319,16 @@ def add_bench_args(b) -> None:
     b.add_argument("--torch-steps", type=int, default=2_000, help="steps per PyTorch repeat (default 2,000)")
     b.add_argument("--quick", action="store_true", help="smoke-test size: skip the largest scaling rows")
     b.add_argument("--peak-gflops", type=float, help=f"the machine's peak (default {PEAK_GFLOPS_CPU_CORE} on CPU)")
+    b.add_argument("--makemore", metavar="PATH", help="makemore.py, to time its own training step beside each of "
+                   "its six models (needs torch; its data loader with --num-workers 0, torch's default threads)")
     b.add_argument("--out", default="bench", metavar="DIR", help="where bench.json and bench.md go (default bench/)")
 
 
 def cmd_bench(args) -> int:
-    from pathlib import Path
-
-    from .errors import ConfigError
-
     if args.steps < 10 or args.repeats < 1 or args.torch_steps < 10:
         raise ConfigError("--steps and --torch-steps must be >= 10 and --repeats >= 1")
     result = run_bench(data=args.data, steps=args.steps, repeats=args.repeats, torch_steps=args.torch_steps,
-                       quick=args.quick, peak_gflops=args.peak_gflops)
+                       quick=args.quick, peak_gflops=args.peak_gflops, makemore=args.makemore)
     out = Path(args.out)
     atomic_write_json(out / "bench.json", result)
     md = markdown(result)

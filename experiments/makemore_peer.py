@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
-import types
 from pathlib import Path
 
 import jax
@@ -28,7 +30,7 @@ import numpy as np
 
 from bpjax import Config, models
 from bpjax.check import compare
-from bpjax.data import Vocab, load_words, make_sequences
+from bpjax.data import Vocab, load_words, make_sequences, resolve_data_path
 from bpjax.io import atomic_write_json, atomic_write_text
 from bpjax.makemore import to_state_dict
 from bpjax.optim import make_optimizer
@@ -40,12 +42,12 @@ ZOO = {"bigram": "bigram", "bengio": "mlp", "rnn": "rnn", "gru": "gru", "bow": "
 
 def load_makemore(path: Path):
     """makemore.py as a module, with a stub for ``torch.utils.tensorboard`` if it is missing."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     try:
-        import torch.utils.tensorboard  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("torch.utils.tensorboard")
-        stub.SummaryWriter = object
-        sys.modules["torch.utils.tensorboard"] = stub
+        from run_makemore import stub_tensorboard
+    finally:
+        sys.path.pop(0)
+    stub_tensorboard()
     spec = importlib.util.spec_from_file_location("makemore_peer", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -86,8 +88,9 @@ def compare_model(mm, torch, name: str, Xb, Yb, V: int, T: int) -> dict:
             "worst": table.worst().name, "worst_maxdiff": table.worst().maxdiff, "rows": table.to_json()}
 
 
-def time_torch(mm, torch, name: str, Xtr, Ytr, V: int, T: int, steps: int) -> float:
-    """makemore.py's training step (forward, backward, AdamW) in steps/s, after 10 warm-up steps."""
+def time_torch(mm, torch, name: str, Xtr, Ytr, V: int, T: int, steps: int, repeats: int = 1) -> list[float]:
+    """makemore.py's model and AdamW alone (no data loader: rows drawn by ``torch.randint``),
+    steps/s of each of ``repeats`` runs of ``steps`` steps, after 10 warm-up steps."""
     model = torch_model(mm, ZOO[name], V, T)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01, betas=(0.9, 0.99), eps=1e-8)
     X, Y = torch.from_numpy(np.asarray(Xtr, np.int64)), torch.from_numpy(np.asarray(Ytr, np.int64))
@@ -103,9 +106,30 @@ def time_torch(mm, torch, name: str, Xtr, Ytr, V: int, T: int, steps: int) -> fl
             loss.item()
 
     run(10)
-    t = time.perf_counter()
-    run(steps)
-    return steps / (time.perf_counter() - t)
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        run(steps)
+        rates.append(steps / (time.perf_counter() - t))
+    return rates
+
+
+def makemore_loop_rates(makemore: Path, name: str, data: str, steps: int) -> list[float]:
+    """makemore.py's own training loop, run as its command line (``--type``, ``--max-steps``,
+    ``--num-workers 0``, a temporary work directory): the steps/s of each step it reports
+    (every 10th, from its printed step time, which covers its data loader, forward, backward and
+    AdamW), step 0 left out. Raises RuntimeError with makemore's output when it fails."""
+    runner = Path(__file__).resolve().parent / "run_makemore.py"
+    with tempfile.TemporaryDirectory() as work:
+        cmd = [sys.executable, str(runner), str(makemore), "--type", ZOO[name], "--input-file", data,
+               "--work-dir", work, "--max-steps", str(steps + 1), "--num-workers", "0"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    ms = [float(line.rsplit("step time", 1)[1].strip().removesuffix("ms"))
+          for line in proc.stdout.splitlines() if "| step time " in line][1:]
+    if proc.returncode or not ms:
+        raise RuntimeError(f"makemore.py --type {ZOO[name]} failed (exit {proc.returncode}): "
+                           f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+    return [1000.0 / t for t in ms]
 
 
 def time_bpjax(name: str, Xtr, Ytr, V: int, steps: int) -> float:
@@ -137,6 +161,7 @@ def main(argv=None) -> int:
         return 2
     mm = load_makemore(Path(args.makemore))
     words = load_words(args.data)
+    data_path = str(resolve_data_path(args.data))
     vocab = Vocab.from_words(words)
     Xtr, Ytr = make_sequences(words, vocab)["train"]
     T, V = Xtr.shape[1], vocab.size
@@ -144,19 +169,25 @@ def main(argv=None) -> int:
     rows = []
     for name in ZOO:
         r = compare_model(mm, torch, name, Xb, Yb, V, T)
-        r["torch_steps_per_second"] = time_torch(mm, torch, name, Xtr, Ytr, V, T, args.steps)
+        r["makemore_loop_steps_per_second"] = statistics.median(
+            makemore_loop_rates(Path(args.makemore), name, data_path, args.steps))
+        r["torch_steps_per_second"] = time_torch(mm, torch, name, Xtr, Ytr, V, T, args.steps)[0]
         r["bpjax_steps_per_second"] = time_bpjax(name, Xtr, Ytr, V, max(args.steps, 100))
-        r["speedup"] = r["bpjax_steps_per_second"] / r["torch_steps_per_second"]
+        r["speedup"] = r["bpjax_steps_per_second"] / r["makemore_loop_steps_per_second"]
+        r["speedup_over_model_step"] = r["bpjax_steps_per_second"] / r["torch_steps_per_second"]
         rows.append(r)
         print(f"{name:12s} loss diff {r['loss_diff']:.1e}  grads {'ok' if r['ok'] else 'FAIL'} "
-              f"(worst {r['worst']} {r['worst_maxdiff']:.1e})  bpjax {r['bpjax_steps_per_second']:,.0f} "
-              f"vs PyTorch {r['torch_steps_per_second']:,.0f} steps/s ({r['speedup']:.1f}x)", flush=True)
+              f"(worst {r['worst']} {r['worst_maxdiff']:.1e})  bpjax {r['bpjax_steps_per_second']:,.0f} steps/s "
+              f"vs makemore.py {r['makemore_loop_steps_per_second']:,.0f} ({r['speedup']:.1f}x), its model "
+              f"and AdamW alone {r['torch_steps_per_second']:,.0f} ({r['speedup_over_model_step']:.1f}x)", flush=True)
     md = ["| model | loss, bpjax | loss, PyTorch | gradients (float64 rule) | worst row | bpjax steps/s "
-          "| makemore.py steps/s | × |", "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: |"]
+          "| makemore.py steps/s | × | its model + AdamW alone, steps/s | × |",
+          "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         md.append(f"| {r['model']} | {r['loss_bpjax']:.12f} | {r['loss_torch']:.12f} | {'ok' if r['ok'] else 'FAIL'} "
                   f"| {r['worst']} {r['worst_maxdiff']:.1e} | {r['bpjax_steps_per_second']:,.0f} "
-                  f"| {r['torch_steps_per_second']:,.0f} | {r['speedup']:.1f} |")
+                  f"| {r['makemore_loop_steps_per_second']:,.0f} | {r['speedup']:.1f} "
+                  f"| {r['torch_steps_per_second']:,.0f} | {r['speedup_over_model_step']:.1f} |")
     out = Path(args.out)
     atomic_write_json(out / "makemore_peer.json", {"rows": rows, "steps": args.steps, "torch": torch.__version__,
                                                    "torch_threads": torch.get_num_threads(), "jax": jax.__version__})
