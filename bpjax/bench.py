@@ -31,12 +31,17 @@ import numpy as np
 from . import models
 from .config import GRADS, Config
 from .data import Vocab, load_words, make_dataset, resolve_data_path
+from .distributed import default_sweep_devices, make_mesh
 from .errors import ConfigError
 from .io import atomic_write_json, atomic_write_text
 from .optim import make_optimizer
 from .rundir import environment
-from .step import ChunkRunner, gradient_fn, init_train_state, make_train_chunk, vmapped_train_chunk
+from .step import ChunkRunner, gradient_fn, init_train_state, make_train_chunk
+from .sweep import place_models
 
+SECTIONS = ("models", "scaling", "vmap")
+"""The groups of rows ``--only`` chooses from; the reference rows (manual and autodiff gradients of
+the notebook's MLP, its PyTorch loops) always run."""
 REFERENCE = "mlp"
 """The notebook's model: the grad, scaling and vmap rows measure it; every other registered model
 gets its manual and autodiff rows at its defaults."""
@@ -75,17 +80,18 @@ def _median_rate(call, steps: int, repeats: int) -> list[float]:
 
 
 def bench_bpjax(Xtr, Ytr, vocab_size: int, *, grad: str, model: str = "mlp", steps: int, repeats: int,
-                K: int = 0, **settings) -> dict:
-    """Time ``steps`` training steps (one chunk) of the train path; K > 0 vmaps K seeds at once.
+                K: int = 0, devices: int = 1, **settings) -> dict:
+    """Time ``steps`` training steps (one chunk) of the train path; K > 0 vmaps K seeds at once,
+    sharded across ``devices`` local devices as ``bpjax sweep`` does (K must divide by it).
 
     ``settings``: sizes and Config settings (n_hidden, batch_size, ...) over the model's defaults.
     """
     cfg = Config(model, steps=max(steps, 2), grad=grad, **settings).with_data({"block_size": Xtr.shape[1]})
     if K:
         starts = [init_train_state(cfg.replace(seed=k), vocab_size) for k in range(K)]
-        params, opt_state, state, key_data = (jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[s[i] for s in starts])
-                                              for i in range(4))
-        runner = ChunkRunner(vmapped_train_chunk(cfg))
+        stacked = tuple(jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[s[i] for s in starts]) for i in range(4))
+        (params, opt_state, state, key_data, Xtr, Ytr), runner = place_models(
+            cfg, (*stacked, Xtr, Ytr), make_mesh(devices) if devices > 1 else None)
     else:
         params, opt_state, state, key_data = init_train_state(cfg, vocab_size)
         runner = ChunkRunner(make_train_chunk(gradient_fn(cfg.model, grad), make_optimizer(cfg), cfg.batch_size))
@@ -158,9 +164,12 @@ def find(rows: list[dict], **keys) -> dict:
 
 def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: int = 2_000,
               quick: bool = False, peak_gflops: float | None = None, makemore: str | None = None,
-              log=print) -> dict:
+              only: set[str] | None = None, log=print) -> dict:
     """All rows; ``quick`` is the smoke-test size (a few hundred steps, the large rows skipped).
+    ``only``: of the groups ``SECTIONS`` (models, scaling, vmap), just these, after the reference rows.
     ``makemore``: the path to makemore.py, whose own training step is timed beside each of its models."""
+    if only is not None and not (only and only <= set(SECTIONS)):
+        raise ConfigError(f"--only takes some of {', '.join(SECTIONS)}, got {', '.join(sorted(only)) or 'nothing'}")
     words = load_words(data)
     vocab = Vocab.from_words(words)
     V = vocab.size
@@ -187,12 +196,12 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
         log(f"{group:9s} {name:34s} {row['steps_per_second']:>11,.0f} steps/s  "
             f"{row['model_steps_per_second']:>11,.0f} model-steps/s  {gf}")
 
-    def bpjax_row(group, name, model=REFERENCE, grad="manual", K=0, n_steps=steps, **settings):
+    def bpjax_row(group, name, model=REFERENCE, grad="manual", K=0, devices=1, n_steps=steps, **settings):
         cfg = Config(model, **settings).with_data({"block_size": train_rows(model)[0].shape[1]})
         res = bench_bpjax(*train_rows(model), V, model=model, grad=grad, steps=n_steps, repeats=repeats, K=K,
-                          **settings)
+                          devices=devices, **settings)
         add(group, name, res, impl="bpjax", model=model, grad=grad, variant="train", K=max(K, 1),
-            n_hidden=cfg.sizes.get("n_hidden"), batch=cfg.batch_size)
+            devices=devices, n_hidden=cfg.sizes.get("n_hidden"), batch=cfg.batch_size)
 
     torch_mod, torch_note = torch_baselines()
     if torch_note:
@@ -233,19 +242,25 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
             bpjax_row("grad", f"bpjax {grad}, n_hidden {n_hidden}", grad=grad, n_hidden=n_hidden)
     torch_rows("pytorch", REFERENCE, min(torch_steps, steps))
     model_steps = max(steps // 10, 100)
-    for model in (m for m in models.names() if m != REFERENCE):
+    want = lambda section: only is None or section in only  # noqa: E731
+    for model in (m for m in models.names() if m != REFERENCE and want("models")):
         for grad in GRADS:
             bpjax_row(model, f"bpjax {grad}, {model}", model=model, grad=grad, n_steps=model_steps)
         torch_rows(model, model, max(min(torch_steps, model_steps) // 2, 20))
         makemore_rows(model, max(min(torch_steps, model_steps) // 2, 20))
     scale_steps = max(steps // 10, 100)
-    for b in (32, 256) if quick else (32, 256, 2048):
+    for b in ((32, 256) if quick else (32, 256, 2048)) if want("scaling") else ():
         bpjax_row("scaling", f"manual, batch {b}", batch_size=b, n_steps=scale_steps)
-    for h in (64, 256) if quick else (64, 256, 1024):
+    for h in ((64, 256) if quick else (64, 256, 1024)) if want("scaling") else ():
         bpjax_row("scaling", f"manual, n_hidden {h}", n_hidden=h, n_steps=scale_steps)
-    for K in (4, 16):
+    for K in (4, 16) if want("vmap") else ():
         for grad in GRADS:
             bpjax_row("vmap", f"{grad}, {K} models under vmap", grad=grad, K=K, n_steps=scale_steps)
+    n_dev = default_sweep_devices()  # bpjax sweep's default: one device per core on CPU
+    if n_dev > 1 and want("vmap"):
+        for grad in GRADS:
+            bpjax_row("vmap", f"{grad}, 16 models under vmap, {n_dev} devices", grad=grad, K=16 - 16 % n_dev,
+                      devices=n_dev, n_steps=scale_steps)
     summary = _summary(rows, peak, V, torch_mod is not None)
     machine = {**environment(), "cpu": cpu_name(), "cpu_count": os.cpu_count(), "peak_gflops": peak,
                "xla_flags": os.environ.get("XLA_FLAGS", "")}
@@ -266,10 +281,16 @@ def _summary(rows: list[dict], peak, V: int, with_torch: bool) -> dict:
 
     mlp = lambda grad, h=64: sps(group="grad", grad=grad, n_hidden=h)  # noqa: E731
     s = {"manual_over_autodiff": mlp("manual") / mlp("autodiff"),
-         "manual_over_autodiff_n_hidden_200": mlp("manual", 200) / mlp("autodiff", 200),
-         "vmap16_over_single_manual": sps(group="vmap", grad="manual", K=16) / mlp("manual"),
-         "vmap16_over_single_autodiff": sps(group="vmap", grad="autodiff", K=16) / mlp("autodiff")}
-    for model in (m for m in models.names() if m != REFERENCE):
+         "manual_over_autodiff_n_hidden_200": mlp("manual", 200) / mlp("autodiff", 200)}
+    if any(r["group"] == "vmap" for r in rows):
+        s["vmap16_over_single_manual"] = sps(group="vmap", grad="manual", K=16, devices=1) / mlp("manual")
+        s["vmap16_over_single_autodiff"] = sps(group="vmap", grad="autodiff", K=16, devices=1) / mlp("autodiff")
+    sharded = [r for r in rows if r["group"] == "vmap" and r.get("devices", 1) > 1 and r["grad"] == "manual"]
+    if sharded:
+        s["vmap16_all_devices_over_one_device_manual"] = sharded[0]["model_steps_per_second"] / sps(
+            group="vmap", grad="manual", K=16, devices=1)
+        s["vmap16_all_devices_over_single_manual"] = sharded[0]["model_steps_per_second"] / mlp("manual")
+    for model in (m for m in models.names() if m != REFERENCE and any(r["group"] == m for r in rows)):
         man = sps(group=model, impl="bpjax", grad="manual")
         s[f"{model}_manual_over_autodiff"] = man / sps(group=model, impl="bpjax", grad="autodiff")
         for r in rows:
@@ -319,6 +340,8 @@ def add_bench_args(b) -> None:
     b.add_argument("--torch-steps", type=int, default=2_000, help="steps per PyTorch repeat (default 2,000)")
     b.add_argument("--quick", action="store_true", help="smoke-test size: skip the largest scaling rows")
     b.add_argument("--peak-gflops", type=float, help=f"the machine's peak (default {PEAK_GFLOPS_CPU_CORE} on CPU)")
+    b.add_argument("--only", metavar="GROUPS", help=f"comma-separated, some of {','.join(SECTIONS)}: only these "
+                   "groups after the reference rows (default: all)")
     b.add_argument("--makemore", metavar="PATH", help="makemore.py, to time its own training step beside each of "
                    "its six models (needs torch; its data loader with --num-workers 0, torch's default threads)")
     b.add_argument("--out", default="bench", metavar="DIR", help="where bench.json and bench.md go (default bench/)")
@@ -328,7 +351,8 @@ def cmd_bench(args) -> int:
     if args.steps < 10 or args.repeats < 1 or args.torch_steps < 10:
         raise ConfigError("--steps and --torch-steps must be >= 10 and --repeats >= 1")
     result = run_bench(data=args.data, steps=args.steps, repeats=args.repeats, torch_steps=args.torch_steps,
-                       quick=args.quick, peak_gflops=args.peak_gflops, makemore=args.makemore)
+                       quick=args.quick, peak_gflops=args.peak_gflops, makemore=args.makemore,
+                       only=None if args.only is None else {g.strip() for g in args.only.split(",") if g.strip()})
     out = Path(args.out)
     atomic_write_json(out / "bench.json", result)
     md = markdown(result)

@@ -228,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.cmd == "bench" or (args.cmd == "sweep" and args.devices is None):
+        from .distributed import use_every_core
+
+        use_every_core()  # one CPU device per core, before JAX starts: the vmapped models are sharded
     try:
         return args.func(args)
     except BpjaxError as e:

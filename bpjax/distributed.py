@@ -14,6 +14,8 @@ HOST:PORT --num-processes P --process-id I``); the mesh then spans every process
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
@@ -22,6 +24,56 @@ from jax.sharding import PartitionSpec as P
 from .errors import ConfigError
 
 AXIS = "data"
+
+
+HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (``os.sched_getaffinity``: a ``taskset`` or a container's
+    CPU set counts), else ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _backends_started() -> bool:
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge._backends)
+    except (ImportError, AttributeError):  # another jax: assume the worst
+        return True
+
+
+def use_every_core(environ=os.environ) -> int | None:
+    """Expose one CPU device per usable core, so that a sweep's models can be sharded across them.
+
+    XLA's CPU client runs one program's kernels one after another; a vmapped sweep fills one core.
+    With ``N`` host devices (``XLA_FLAGS=--xla_force_host_platform_device_count=N``) each device runs
+    its share of the models at the same time. XLA reads the flag when JAX starts its backends, so
+    this must run before JAX's first computation (``bpjax sweep`` and ``bpjax bench`` call it
+    first thing); in Python, call it right after ``import bpjax`` or set ``XLA_FLAGS`` yourself.
+
+    Returns the device count it set, or None where it changed nothing: the user already chose a
+    count, JAX has started, or there is one core.
+    """
+    flags = environ.get("XLA_FLAGS", "")
+    if HOST_DEVICES_FLAG.lstrip("-") in flags or _backends_started():
+        return None
+    n = usable_cores()
+    if n <= 1:
+        return None
+    environ["XLA_FLAGS"] = f"{flags} {HOST_DEVICES_FLAG}={n}".strip()
+    return n
+
+
+def default_sweep_devices() -> int:
+    """How many devices a sweep shards its models across by default: every local CPU device (one
+    per core after :func:`use_every_core`), or one accelerator."""
+    local = jax.local_devices()
+    return len(local) if local[0].platform == "cpu" else 1
 
 
 def initialize(coordinator: str, num_processes: int, process_id: int) -> None:

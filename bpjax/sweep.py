@@ -3,7 +3,10 @@
 Configurations that share shapes (seeds, learning rates) are one group: their parameters, optimizer
 states (which hold each model's learning rate) and keys are stacked, and the training chunk of
 ``bpjax train`` runs under ``vmap`` over them; with several devices the model axis is sharded across
-them. Configurations of different shapes (hidden sizes) are separate groups, run one after another.
+them (on CPU, by default, one device per core: :func:`bpjax.distributed.use_every_core`; a model
+count that does not divide by the device count is padded with copies of the last model, whose
+results are dropped). Configurations of different shapes (hidden sizes) are separate groups, run
+one after another.
 Model ``k`` of a group starts from exactly the parameters and minibatch stream of ``bpjax train
 --seed s --lr lr``. Results: ``sweep.json``, ``sweep.md`` (mean and spread per group) and
 ``sweep.png`` (every group's curve).
@@ -22,7 +25,7 @@ import numpy as np
 from . import models
 from .config import GRADS, Config
 from .data import load_dataset
-from .distributed import AXIS, make_mesh, to_local
+from .distributed import AXIS, default_sweep_devices, make_mesh, to_local
 from .errors import ConfigError
 from .io import atomic_write_json, atomic_write_text
 from .report import plot_curves, plot_window, window_mean
@@ -38,40 +41,50 @@ def _index(tree, k):
     return jax.tree_util.tree_map(lambda a: a[k], tree)
 
 
+def place_models(base: Config, stacked, mesh=None):
+    """``((params, opt_state, state, key_data, Xtr, Ytr), runner)``: the stacked models' state split
+    along the model axis across ``mesh`` (the data replicated) and the vmapped chunk compiled with
+    those shardings; on the default device when ``mesh`` is None. The model count must divide by
+    the mesh's size (:func:`run_group` pads)."""
+    if mesh is None:
+        return stacked, ChunkRunner(vmapped_train_chunk(base))
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    by_model, repl = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
+    *models_state, Xtr, Ytr = stacked
+    placed = (*jax.device_put(tuple(models_state), by_model), *jax.device_put((Xtr, Ytr), repl))
+    return placed, ChunkRunner(vmapped_train_chunk(base, (by_model,) * 4 + (repl,) * 3, by_model))
+
+
 def run_group(base: Config, members: list[dict], splits: dict, vocab_size: int, *, mesh=None,
               log=print) -> dict:
     """Train ``members`` (each a dict of Config overrides: seed, lr) of one shape together."""
     cfgs = [base.replace(**m).validate() for m in members]
     K = len(cfgs)
     starts = [init_train_state(c, vocab_size) for c in cfgs]  # exactly fit()'s init and key per seed
+    shard = mesh is not None and mesh.size > 1
+    pad = (-K) % mesh.size if shard else 0  # copies of the last model fill the last device's share
+    starts += starts[-1:] * pad
     params, opt_state, state, key_data = (_stack([t[i] for t in starts]) for i in range(4))
     Xtr, Ytr = (jnp.asarray(a) for a in splits["train"])
     # The optimizer's rates are in its (stacked) state: one template transformation serves all.
-    shard = mesh is not None and mesh.size > 1 and K % mesh.size == 0
-    if shard:
-        from jax.sharding import NamedSharding
-        from jax.sharding import PartitionSpec as P
-
-        by_model, repl = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
-        params, opt_state, state, key_data = jax.device_put((params, opt_state, state, key_data), by_model)
-        Xtr, Ytr = jax.device_put((Xtr, Ytr), repl)
-        runner = ChunkRunner(vmapped_train_chunk(base, (by_model,) * 4 + (repl,) * 3, by_model))
-    else:
-        runner = ChunkRunner(vmapped_train_chunk(base))
+    (params, opt_state, state, key_data, Xtr, Ytr), runner = place_models(
+        base, (params, opt_state, state, key_data, Xtr, Ytr), mesh if shard else None)
     exec_s, losses_all = 0.0, []
     finite = np.ones(K, bool)
-    for a, b in segments(0, base.steps, [chunk_length(base, K)]):
+    for a, b in segments(0, base.steps, [chunk_length(base, K + pad)]):
         args = (params, opt_state, state, key_data, jnp.int32(a), Xtr, Ytr)
         run_chunk = runner.compile(b - a, *args)  # compiled once per length, outside the timing
         t = time.perf_counter()
         params, opt_state, state, losses, finite = run_chunk(*args)
-        losses = np.asarray(losses)  # [K, b - a]
+        losses = np.asarray(losses)[:K]  # [K, b - a]
         exec_s += time.perf_counter() - t
         losses_all.append(losses)
         if b % max(base.steps // 10, 1) < b - a or b == base.steps:
             log(f"  {b:7d}/{base.steps:7d}: mean loss {np.nanmean(losses[:, -1]):.4f} over {K} models, "
                 f"{K * (b - a) / (time.perf_counter() - t):,.0f} model-steps/s")
-    finite = np.asarray(finite)
+    finite = np.asarray(finite)[:K]
     lossi = np.log10(np.concatenate(losses_all, axis=1)) if losses_all else np.zeros((K, 0), np.float32)
     spec = base.spec
     Xtr_host = splits["train"][0]
@@ -85,12 +98,16 @@ def run_group(base: Config, members: list[dict], splits: dict, vocab_size: int, 
         runs.append({"seed": c.seed, "lr": c.lr, "n_hidden": c.sizes.get("n_hidden"), **ev, "diverged": diverged})
     return {"runs": runs, "lossi": lossi, "models": K, "steps": base.steps, "compile_seconds": runner.compile_seconds,
             "model_steps_per_second": K * base.steps / exec_s if exec_s > 0 else None,
-            "sharded_over": mesh.size if shard else 1}
+            "sharded_over": mesh.size if shard else 1, "padded": pad}
 
 
 def sweep(base: Config, *, seeds: list[int], lrs: list[float], n_hiddens: list[int] | None = None, data=None,
-          devices: int = 1, out=None, log=print) -> dict:
-    """Every (n_hidden, lr, seed) combination; one vmapped group per n_hidden. Returns the results."""
+          devices: int | None = None, out=None, log=print) -> dict:
+    """Every (n_hidden, lr, seed) combination; one vmapped group per n_hidden. Returns the results.
+
+    ``devices``: how many local devices to shard each group's models across; None: every CPU
+    device (:func:`bpjax.distributed.default_sweep_devices`; JAX shows one CPU device unless
+    :func:`bpjax.distributed.use_every_core` ran before JAX started), or one accelerator."""
     if "n_hidden" not in base.sizes:
         raise ConfigError(f"a sweep groups by n_hidden, which model {base.model_name!r} does not have")
     if n_hiddens is None:
@@ -104,6 +121,8 @@ def sweep(base: Config, *, seeds: list[int], lrs: list[float], n_hiddens: list[i
         for lr in lrs:
             for s in seeds:
                 base.replace(n_hidden=h, lr=lr, seed=s).validate()
+    if devices is None:
+        devices = default_sweep_devices()
     mesh = make_mesh(devices) if devices > 1 else None
     vocab, splits, data_info = load_dataset(data, block_size=base.block_size, split_seed=base.split_seed,
                                             layout=base.spec.data)
@@ -162,6 +181,8 @@ def _floats(s: str) -> list[float]:
 
 
 def add_sweep_args(p) -> None:
+    from .cli import _positive_int
+
     p.add_argument("--data", help="names file (default: the usual search)")
     p.add_argument("--model", choices=models.names(), default="mlp", help="which model (default mlp)")
     p.add_argument("--grad", choices=GRADS, default="manual", help="hand-written backward or jax.grad")
@@ -170,7 +191,8 @@ def add_sweep_args(p) -> None:
     p.add_argument("--n-hidden", default=None, help="hidden sizes, comma-separated: one group each")
     p.add_argument("--steps", type=int, default=None, help="steps per model (default: the model's)")
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--devices", type=int, default=1, help="shard the models across N devices (default 1)")
+    p.add_argument("--devices", type=_positive_int, default=None,
+                   help="shard the models across N devices (default: one per CPU core, or one GPU)")
     p.add_argument("--out", default="sweep", metavar="DIR", help="where sweep.json/.md/.png go (default sweep/)")
 
 

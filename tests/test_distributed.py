@@ -154,3 +154,57 @@ def test_sweep_drops_duplicates(names_path, tmp_path):
     res = sweep(Config(n_hidden=8, steps=50, chunk=50), seeds=[0, 0], lrs=[0.1, 0.1], n_hiddens=[8], data=names_path,
                 log=lambda *a: None)
     assert len(res["groups"]) == 1 and res["groups"][0]["seeds"] == 1
+
+
+def test_use_every_core_sets_one_device_per_core_unless_the_user_chose(monkeypatch):
+    from bpjax import distributed as d
+
+    monkeypatch.setattr(d, "usable_cores", lambda: 2)
+    monkeypatch.setattr(d, "_backends_started", lambda: False)
+    env = {"XLA_FLAGS": "--xla_cpu_use_thunk_runtime=true"}
+    assert d.use_every_core(env) == 2
+    assert env["XLA_FLAGS"] == f"--xla_cpu_use_thunk_runtime=true {d.HOST_DEVICES_FLAG}=2"
+    mine = {"XLA_FLAGS": f"{d.HOST_DEVICES_FLAG}=3"}
+    assert d.use_every_core(mine) is None and mine["XLA_FLAGS"] == f"{d.HOST_DEVICES_FLAG}=3"  # the user's count
+    monkeypatch.setattr(d, "usable_cores", lambda: 1)
+    assert d.use_every_core({}) is None  # one core: nothing to shard across
+    monkeypatch.setattr(d, "usable_cores", lambda: 2)
+    monkeypatch.setattr(d, "_backends_started", lambda: True)
+    late = {}
+    assert d.use_every_core(late) is None and late == {}  # too late once JAX has started
+
+
+def test_default_sweep_uses_every_core_with_identical_results(names_path):
+    """Python API: use_every_core() before JAX starts; the default sweep shards 3 models over 2 CPU
+    devices (one padded copy) and gives exactly the single-device losses."""
+    r = python(f"""
+        import json, os
+        os.environ.pop("XLA_FLAGS", None)
+        import bpjax.distributed as d
+        d.usable_cores = lambda: 2  # as on a 2-core machine, whatever this one has
+        assert d.use_every_core() == 2
+        import jax
+        from bpjax import Config
+        from bpjax.sweep import sweep
+        out = {{}}
+        for devices in (1, None):
+            res = sweep(Config(n_hidden=8, steps=60, chunk=30), seeds=[0, 1, 2], lrs=[0.1], data={str(names_path)!r},
+                        devices=devices, log=lambda *a: None)
+            g = res["groups"][0]
+            out[str(devices)] = {{"sharded": g["sharded_over"], "val": [x["val_loss"] for x in g["runs"]]}}
+        print(json.dumps({{"devices": jax.device_count(), **out}}))
+    """, env={"JAX_PLATFORMS": "cpu"})
+    assert r["devices"] == 2 and r["None"]["sharded"] == 2 and r["1"]["sharded"] == 1
+    assert r["None"]["val"] == r["1"]["val"]  # bit for bit: each model computed on one device either way
+
+
+def test_sweep_cli_defaults_to_every_core_and_rejects_zero_devices(names_path, tmp_path):
+    r = cli("sweep", "--data", str(names_path), "--seeds", "3", "--steps", "40", "--n-hidden", "8",
+            "--out", str(tmp_path / "s"), env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+                                              "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == 0, r.stderr
+    g = json.loads((tmp_path / "s" / "sweep.json").read_text())["groups"][0]
+    assert g["sharded_over"] == 2 and g["seeds"] == 3 and len(g["runs"]) == 3
+    for bad in ("0", "-1"):
+        r = cli("sweep", "--devices", bad, "--out", str(tmp_path / "t"))
+        assert r.returncode == 2 and "--devices" in r.stderr and not (tmp_path / "t").exists()

@@ -1,0 +1,35 @@
+"""experiments/gpu_check.py, the GPU script, run end to end on CPU at tiny sizes (no GPU in CI)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "gpu_check.py"
+
+
+def run(*args, timeout=600):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+
+def test_gpu_check_refuses_a_machine_without_a_gpu(tmp_path):
+    r = run("--out", str(tmp_path / "g"))
+    assert r.returncode == 2 and "JAX sees no GPU" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "g").exists()
+
+
+def test_gpu_check_runs_every_part_at_tiny_sizes(names_path, tmp_path):
+    r = run("--tiny", "--allow-cpu", "--data", str(names_path), "--out", str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert res["device"]["platform"] == "cpu" and res["device"]["kind"]
+    assert all(c["exit"] == 0 for c in res["commands"])
+    assert {c["name"] for c in res["commands"]} >= {"check mlp float32", "check mlp float64", "bench", "train mlp",
+                                                    "train wavenet", "train transformer"}
+    assert res["vmap_sweep"]["models"] == 8 and res["vmap_sweep"]["model_steps_per_second"] > 0
+    assert set(res["train"]) == {"mlp", "wavenet", "transformer"}
+    assert all(t["steps"] == 20 and t["val_loss"] > 0 for t in res["train"].values())
+    assert any(row["group"] == "vmap" for row in res["bench"]["rows"])
+    md = (tmp_path / "gpu_check.md").read_text()
+    assert f"**{res['device']['kind']}**" in md and "| 8 notebook MLPs under vmap |" in md
