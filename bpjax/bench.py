@@ -33,7 +33,7 @@ from .config import GRADS, Config
 from .data import Vocab, load_words, make_dataset, resolve_data_path
 from .distributed import default_sweep_devices, make_mesh
 from .errors import ConfigError
-from .io import atomic_write_json, atomic_write_text
+from .io import atomic_write_json, atomic_write_text, check_output_dir
 from .optim import make_optimizer
 from .rundir import environment
 from .step import ChunkRunner, gradient_fn, init_train_state, make_train_chunk
@@ -350,6 +350,7 @@ def add_bench_args(b) -> None:
 def cmd_bench(args) -> int:
     if args.steps < 10 or args.repeats < 1 or args.torch_steps < 10:
         raise ConfigError("--steps and --torch-steps must be >= 10 and --repeats >= 1")
+    check_output_dir(args.out)
     result = run_bench(data=args.data, steps=args.steps, repeats=args.repeats, torch_steps=args.torch_steps,
                        quick=args.quick, peak_gflops=args.peak_gflops, makemore=args.makemore,
                        only=None if args.only is None else {g.strip() for g in args.only.split(",") if g.strip()})

@@ -17,7 +17,7 @@ import os
 import sys
 
 from .errors import BpjaxError, ConfigError
-from .io import atomic_write_json
+from .io import atomic_write_json, check_output_dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -168,6 +168,8 @@ def cmd_train(args) -> int:
         run = fit(resume=args.resume, data=args.data, devices=args.devices,
                   progress_bar=False if args.no_progress else None)
     else:
+        if args.out is not None:
+            check_output_dir(args.out)
         run = fit(Config(**given), data=args.data, out=args.out, stop_at=args.stop_at,
                   devices=args.devices, progress_bar=False if args.no_progress else None)
     return 130 if run.metrics["status"] == "interrupted" else 0
@@ -232,11 +234,27 @@ def main(argv=None) -> int:
         from .distributed import use_every_core
 
         use_every_core()  # one CPU device per core, before JAX starts: the vmapped models are sharded
+    for stream in (sys.stdout, sys.stderr):  # a name in any script, even on an ASCII-only terminal
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    stdout = sys.stdout
+    if args.cmd in ("train", "sweep", "bench"):  # `bpjax train | head`: the work goes on, unprinted
+        sys.stdout = _PipeSafe(stdout)
+    try:
+        return _run(args)
+    finally:
+        sys.stdout = stdout
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except BpjaxError as e:
         print(f"bpjax {args.cmd}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `bpjax sample | head`: the reader has what it wanted (before OSError: a subclass)
+        _silence_stdout()
+        return 0
     except OSError as e:  # a path that cannot be written or read: a directory, no permission, a full disk
         where = f" {e.filename!r}" if e.filename else ""
         print(f"bpjax {args.cmd}: error: cannot use{where}: {e.strerror or e}", file=sys.stderr)
@@ -244,9 +262,40 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"bpjax {args.cmd}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `bpjax sample | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+
+
+def _silence_stdout() -> None:
+    """Point the stdout file descriptor at /dev/null, so that later writes and the flush at exit
+    neither fail nor print Python's "Exception ignored ... BrokenPipeError"."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+
+
+class _PipeSafe:
+    """stdout for long work: when the reader of a pipe goes away, output is dropped from then on
+    and the work continues (training, its checkpoint and metrics are what matter)."""
+
+    def __init__(self, stream):
+        self._stream, self._gone = stream, False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._gone = True
+                _silence_stdout()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone = True
+                _silence_stdout()
+
+    def __getattr__(self, name):  # isatty, fileno, encoding, ...
+        return getattr(self._stream, name)
 
 
 if __name__ == "__main__":

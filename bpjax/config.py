@@ -20,6 +20,8 @@ from . import models
 from .errors import CheckpointError, ConfigError
 from .models import Model
 
+F32_TINY = 1.1754943508222875e-38  # float32's smallest normal number: the rates live in float32
+
 GRADS = ("manual", "autodiff")
 """``manual``: jax.grad of the model's ``loss_manual`` (the hand-written backward); ``autodiff``:
 jax.grad of its plain ``loss``."""
@@ -149,6 +151,9 @@ class Config:
         need(math.isfinite(self.lr) and self.lr > 0, f"lr must be a positive number, got {self.lr}")
         need(math.isfinite(self.lr_decay_factor) and self.lr_decay_factor > 0,
              f"lr-decay-factor must be a positive number, got {self.lr_decay_factor}")
+        need(not math.isfinite(self.lr * self.lr_decay_factor) or self.lr * self.lr_decay_factor >= F32_TINY,
+             f"lr x lr-decay-factor = {self.lr * self.lr_decay_factor:.3g} is below float32's smallest normal "
+             f"number ({F32_TINY:.3g}): the decayed rate would round to 0")
         need(self.lr_decay_step is None or 0 <= self.lr_decay_step < 2**31,
              f"lr-decay-step must be between 0 and 2**31 - 1, got {self.lr_decay_step}")
         need(self.weight_decay is None or (math.isfinite(self.weight_decay) and self.weight_decay >= 0),

@@ -11,6 +11,7 @@ Every way a file can be wrong raises :class:`bpjax.errors.DataError` with a one-
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
@@ -57,6 +58,16 @@ def resolve_data_path(path: str | os.PathLike | None = None, *, download: bool =
     given, source = (path, source) if path is not None else (os.environ.get("BPJAX_DATA"), "BPJAX_DATA")
     if given:
         p = Path(given).expanduser()
+        if p.is_symlink() and not p.exists():
+            try:
+                p.resolve(strict=True)
+            except RuntimeError:  # Python < 3.13
+                raise DataError(f"data file {str(p)!r} (from {source}) is a symlink loop") from None
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise DataError(f"data file {str(p)!r} (from {source}) is a symlink loop") from None
+                raise DataError(f"data file {str(p)!r} (from {source}) is a broken symlink "
+                                f"(to {os.readlink(p)!r})") from None
         if not p.exists():
             raise DataError(f"data file {str(p)!r} (from {source}) does not exist; "
                             "pass the path of a names file, one word per line")
@@ -115,6 +126,9 @@ def load_words(path: str | os.PathLike | None = None) -> list[str]:
         word = text.strip()
         if not word:
             continue
+        if "\t" in word:
+            raise DataError(f"data file {str(p)!r}: line {lineno} ({word!r}) contains a tab; the file "
+                            "must hold one name per line, nothing else on it")
         bad = next((c for c in word if unicodedata.category(c) == "Cc"), None)
         if bad is not None:
             raise DataError(f"data file {str(p)!r}: line {lineno} contains the control character "

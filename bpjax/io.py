@@ -12,13 +12,33 @@ import numpy as np
 
 def _create_temp(d: str, name: str) -> tuple[int, str]:
     """A new file beside ``name`` in ``d``, created with mode 0o666 so that the umask in force
-    *now* applies, as it does for ``open(path, "w")`` (``mkstemp`` would make it 0o600)."""
+    *now* applies, as it does for ``open(path, "w")`` (``mkstemp`` would make it 0o600). Its name
+    keeps at most 40 characters of ``name``: a file name at the system's limit still gets one."""
     while True:
-        tmp = os.path.join(d, f".{name}.{secrets.token_hex(4)}.tmp")
+        tmp = os.path.join(d, f".{name[:40]}.{secrets.token_hex(4)}.tmp")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
         except FileExistsError:
             continue
+
+
+def check_output_dir(path, flag: str = "--out") -> None:
+    """Refuse, before any work, an output directory that cannot be one: an empty path, an existing
+    file, or a path under a file or an unwritable directory. Raises :class:`bpjax.errors.ConfigError`."""
+    from .errors import ConfigError
+
+    if not os.fspath(path).strip():
+        raise ConfigError(f"{flag} is empty: give a directory")
+    p = os.path.abspath(os.fspath(path))
+    if os.path.exists(p) and not os.path.isdir(p):
+        raise ConfigError(f"{flag} {os.fspath(path)!r} is a file, not a directory")
+    up = p
+    while not os.path.exists(up):
+        up = os.path.dirname(up)
+    if not os.path.isdir(up):
+        raise ConfigError(f"{flag} {os.fspath(path)!r} is under the file {up!r}")
+    if not os.access(up, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {os.fspath(path)!r}: cannot write in {up!r} (permission denied)")
 
 
 def atomic_write_bytes(path, payload: bytes) -> None:

@@ -27,7 +27,7 @@ from .config import GRADS, Config
 from .data import load_dataset
 from .distributed import AXIS, default_sweep_devices, make_mesh, to_local
 from .errors import ConfigError
-from .io import atomic_write_json, atomic_write_text
+from .io import atomic_write_json, atomic_write_text, check_output_dir
 from .report import plot_curves, plot_window, window_mean
 from .rundir import environment
 from .step import ChunkRunner, chunk_length, init_train_state, segments, split_losses, vmapped_train_chunk
@@ -90,11 +90,14 @@ def run_group(base: Config, members: list[dict], splits: dict, vocab_size: int, 
     Xtr_host = splits["train"][0]
     runs = []
     params_l, state_l = to_local(params), to_local(state)
+    trained_finite = np.isfinite(np.concatenate(losses_all, axis=1)).all(1) if losses_all else np.ones(K, bool)
     for k, c in enumerate(cfgs):
         p, st = _index(params_l, k), _index(state_l, k)
-        diverged = not bool(finite[k])
+        # diverged: a parameter or any minibatch loss along the way is not finite, or an eval loss
+        diverged = not (finite[k] and trained_finite[k])
         ev = ({f"{s}_loss": float("nan") for s in ("train", "val", "test")} if diverged else
               split_losses(spec, p, spec.eval_stats(p, st, Xtr_host), splits))
+        diverged = diverged or not all(np.isfinite(v) for v in ev.values())
         runs.append({"seed": c.seed, "lr": c.lr, "n_hidden": c.sizes.get("n_hidden"), **ev, "diverged": diverged})
     return {"runs": runs, "lossi": lossi, "models": K, "steps": base.steps, "compile_seconds": runner.compile_seconds,
             "model_steps_per_second": K * base.steps / exec_s if exec_s > 0 else None,
@@ -141,7 +144,7 @@ def sweep(base: Config, *, seeds: list[int], lrs: list[float], n_hiddens: list[i
             groups.append({
                 "n_hidden": h, "lr": lr, "seeds": len(rs), "diverged": sum(r["diverged"] for r in rs),
                 "val_mean": statistics.fmean(val) if val else None,
-                "val_std": statistics.stdev(val) if len(val) > 1 else 0.0,
+                "val_std": statistics.stdev(val) if len(val) > 1 else (0.0 if val else None),
                 "val_min": min(val, default=None), "val_max": max(val, default=None),
                 "train_mean": statistics.fmean(r["train_loss"] for r in rs if not r["diverged"]) if val else None,
                 "model_steps_per_second": res["model_steps_per_second"], "models_at_once": res["models"],
@@ -167,7 +170,7 @@ def markdown(result: dict) -> str:
     for g in result["groups"]:
         diverged = f" ({g['diverged']} diverged)" if g["diverged"] else ""
         lines.append(f"| {g['n_hidden']} | {g['lr']} | {g['seeds']}{diverged}"
-                     + f" | {f(g['val_mean'])} ± {g['val_std']:.4f} | {f(g['val_min'])}–{f(g['val_max'])} "
+                     + f" | {f(g['val_mean'])} ± {f(g['val_std'])} | {f(g['val_min'])}–{f(g['val_max'])} "
                      f"| {f(g['train_mean'])} | {g['models_at_once']} | {f0(g['model_steps_per_second'])} |")
     return "\n".join(lines) + "\n"
 
@@ -205,6 +208,7 @@ def cmd_sweep(args) -> int:
         hiddens = _ints(args.n_hidden) if args.n_hidden else None
     except ValueError as e:
         raise ConfigError(f"could not read a number in --seeds/--lrs/--n-hidden ({e})") from None
+    check_output_dir(args.out)
     over = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size)) if v is not None}
     base = Config(args.model, grad=args.grad, **over)
     res = sweep(base, seeds=seeds, lrs=lrs or [base.lr], n_hiddens=hiddens, data=args.data,

@@ -1,0 +1,124 @@
+"""Faults a hostile or unlucky user meets (issue 14): each case failed before its fix.
+
+A closed pipe, a diverging sweep, options that could only fail after the work, and the small ones:
+an empty --out, a long --json name, an ASCII-only terminal, a tab in a name, a symlink loop, a
+decayed learning rate that float32 rounds to zero.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import assert_one_line_error, run_cli
+
+
+def _bpjax(*args):
+    return [sys.executable, "-m", "bpjax", *args]
+
+
+def test_closed_pipe_does_not_kill_training(names_path, tmp_path):
+    """`bpjax train ... | head -1`: the reader leaves after one line, the run still completes."""
+    out = tmp_path / "run"
+    p = subprocess.Popen(_bpjax("train", "--data", str(names_path), "--n-hidden", "16", "--steps", "3000",
+                                "--chunk", "100", "--no-progress", "--out", str(out)),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    p.stdout.readline()
+    p.stdout.close()  # as `head -1` does
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 0, err
+    assert "Traceback" not in err and "Broken pipe" not in err
+    assert json.loads((out / "metrics.json").read_text())["status"] == "complete"
+
+
+def test_closed_pipe_ends_sampling_quietly(names_path, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli("train", "--data", str(names_path), "--n-hidden", "16", "--steps", "50", "--no-progress",
+                   "--out", str(run)).returncode == 0
+    p = subprocess.Popen(_bpjax("sample", "--run", str(run), "-n", "20000"), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert p.stdout.readline().strip()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0 and err == "", err
+
+
+def test_a_sweep_whose_losses_blow_up_is_reported_not_a_traceback(names_path, tmp_path):
+    res = run_cli("sweep", "--data", str(names_path), "--seeds", "2", "--lrs", "1000", "--n-hidden", "16",
+                  "--steps", "100", "--devices", "1", "--out", str(tmp_path / "s"))
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    g = json.loads((tmp_path / "s" / "sweep.json").read_text())["groups"][0]
+    assert g["diverged"] == 2 and g["val_mean"] is None and g["val_std"] is None
+    assert all(r["diverged"] for r in g["runs"])
+    one = run_cli("sweep", "--data", str(names_path), "--seeds", "1", "--lrs", "1000", "--n-hidden", "16",
+                  "--steps", "100", "--devices", "1", "--out", str(tmp_path / "t"))
+    assert one.returncode == 1  # an inf loss with finite parameters is diverged too
+    assert json.loads((tmp_path / "t" / "sweep.json").read_text())["groups"][0]["runs"][0]["diverged"]
+
+
+@pytest.mark.parametrize("cmd", [["sweep", "--seeds", "2", "--steps", "10"], ["bench", "--steps", "10"]])
+def test_an_out_that_is_a_file_is_refused_before_the_work(tmp_path, cmd):
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    res = run_cli(*cmd, "--out", str(f), timeout=60)
+    assert_one_line_error(res, "is a file")
+    assert f.read_text() == "x"
+
+
+def test_empty_out_is_refused(names_path, tmp_path):
+    res = run_cli("train", "--data", str(names_path), "--steps", "10", "--out", "", cwd=tmp_path)
+    assert_one_line_error(res, "--out is empty")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_json_with_a_name_at_the_length_limit(tmp_path, names_path):
+    out = tmp_path / ("r" * 250 + ".json")  # 255 bytes: the longest name the file system takes
+    res = run_cli("check", "--data", str(names_path), "--json", str(out))
+    assert res.returncode == 0, res.stderr
+    assert json.loads(out.read_text())["rows"]
+
+
+def test_sample_on_an_ascii_only_terminal(tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("zoë\nchloé\nzoë\n" * 20, encoding="utf-8")
+    run = tmp_path / "run"
+    assert run_cli("train", "--data", str(names), "--n-hidden", "8", "--steps", "50", "--no-progress",
+                   "--out", str(run)).returncode == 0
+    res = run_cli("sample", "--run", str(run), "-n", "30", env={"PYTHONIOENCODING": "ascii"})
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert res.stdout.isascii() and res.stdout.count("\n") == 30
+
+
+def test_a_tab_inside_a_name_is_called_a_tab(tmp_path):
+    from bpjax.data import load_words
+    from bpjax.errors import DataError
+
+    p = tmp_path / "names.txt"
+    p.write_text("anna\nbob\tby\n")
+    with pytest.raises(DataError, match="line 2 .* contains a tab"):
+        load_words(p)
+
+
+def test_a_symlink_loop_is_called_a_loop(tmp_path):
+    from bpjax.data import load_words
+    from bpjax.errors import DataError
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    with pytest.raises(DataError, match="symlink loop"):
+        load_words(a)
+    dangling = tmp_path / "d"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="broken symlink"):
+        load_words(dangling)
+
+
+def test_a_decayed_rate_that_float32_rounds_to_zero_is_refused():
+    from bpjax import Config
+    from bpjax.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="round to 0"):
+        Config(lr_decay_factor=1e-50).validate()
+    Config(lr_decay_factor=1e-30).validate()  # 1e-31 is a float32 number: fine
