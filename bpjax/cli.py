@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import signal
 import sys
 
 from .errors import BpjaxError, ConfigError
@@ -172,7 +173,8 @@ def cmd_train(args) -> int:
             check_output_dir(args.out)
         run = fit(Config(**given), data=args.data, out=args.out, stop_at=args.stop_at,
                   devices=args.devices, progress_bar=False if args.no_progress else None)
-    return 130 if run.metrics["status"] == "interrupted" else 0
+    sig = run.metrics.get("signal")
+    return 128 + int(getattr(signal, sig)) if sig else 0  # 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
 
 
 def cmd_sample(args) -> int:

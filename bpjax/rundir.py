@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,6 +154,44 @@ def new_run_dir() -> Path:
     return d
 
 
+class RunLock:
+    """One writer per run directory: an exclusive ``flock`` on ``run_dir/.lock``, held while a run
+    trains. The kernel drops it when its process dies (even by ``kill -9``), so a lock left by a
+    dead process is simply taken over. The file holds the writer's pid, for the message."""
+
+    def __init__(self, run_dir: Path):
+        import fcntl
+
+        self.path = Path(run_dir) / ".lock"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self._fd)
+            raise ConfigError(f"{run_dir} is being written by another bpjax process (pid {holder}); "
+                              "wait for it to finish or choose another --out") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, str(os.getpid()).encode(), 0)
+        remove_stale_temp_files(run_dir)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """Delete the ``.NAME.XXXXXXXX.tmp`` files an atomic write leaves when its process is killed
+    mid-write (call with the run's lock held: nobody else is writing). Returns what was removed."""
+    gone = []
+    for f in Path(run_dir).glob(".*.tmp"):
+        if re.fullmatch(r"\..+\.[0-9a-f]{8}\.tmp", f.name) and f.is_file():
+            f.unlink(missing_ok=True)
+            gone.append(f)
+    return gone
+
+
 def check_new_run_dir(run_dir: Path) -> None:
     """A new run may not overwrite another: :class:`ConfigError` if ``run_dir`` holds one."""
     if (run_dir / CHECKPOINT).exists() or (run_dir / "config.json").exists():
@@ -161,12 +201,17 @@ def check_new_run_dir(run_dir: Path) -> None:
         raise ConfigError(f"--out {run_dir} exists and is not a directory")
 
 
-def write_run_start(run_dir: Path, cfg: Config, vocab: Vocab, data_info: dict, parallel: dict) -> None:
-    """Create ``run_dir`` with ``config.json`` and ``vocab.json``."""
+def make_run_dir(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create the run directory {run_dir}: {e.strerror}") from None
+
+
+def write_run_start(run_dir: Path, cfg: Config, vocab: Vocab, data_info: dict, parallel: dict) -> None:
+    """Create ``run_dir`` with ``config.json`` and ``vocab.json``. Until the first checkpoint,
+    ``--resume`` starts such a directory from step 0 (the same initialisation)."""
+    make_run_dir(run_dir)
     atomic_write_json(run_dir / "config.json", {"config": cfg.to_json(), "data": data_info,
                                                 "environment": environment(), "parallel": parallel})
     atomic_write_json(run_dir / "vocab.json", vocab.to_json())

@@ -16,6 +16,7 @@ swap, ``lax.scan`` chunks) is :mod:`bpjax.step`; the files are :mod:`bpjax.rundi
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -30,7 +31,7 @@ import numpy as np
 from .config import GRADS, OPTIMIZERS, Config
 from .data import Vocab, load_dataset
 from .distributed import check_batch, local_value, make_mesh, replicate, to_local
-from .errors import ConfigError, TrainingDiverged
+from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .models import n_params
 from .optim import StepDecayState, make_optimizer, sgd_step_decay
 from .report import Progress, loss_figure, plot_history, window_mean
@@ -40,12 +41,15 @@ from .rundir import (
     HISTORY,
     History,
     Run,
+    RunLock,
     check_new_run_dir,
     data_info,
     environment,
     load_checkpoint,
     load_run,
+    make_run_dir,
     new_run_dir,
+    read_json,
     save_checkpoint,
     write_run_start,
 )
@@ -95,6 +99,7 @@ class Training:
     resumed_from: int | None = None
     steps_run: int = 0
     exec_seconds: float = 0.0
+    lock: RunLock | None = None
 
 
 def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None = None, resume=None,
@@ -114,9 +119,22 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
     t_wall = time.perf_counter()
     if model is not None and resume is None:
         raise ConfigError("model= is for resume; a new run of your own model is fit(Config(model=...))")
-    mesh = _mesh(devices)
-    tr = (_resume(resume, cfg, out, stop_at, data, mesh, model) if resume is not None
-          else _start(cfg or Config(), data, out, stop_at, mesh, devices))
+    with _signals_stop() as stop:  # from the first moment to the last file: a signal never loses the run
+        tr = None
+        try:
+            mesh = _mesh(devices)
+            tr = (_resume(resume, cfg, out, stop_at, data, mesh, model) if resume is not None
+                  else _start(cfg or Config(), data, out, stop_at, mesh, devices))
+            return _fit(tr, stop, t_wall, verbose, progress_bar, save_plot)
+        finally:
+            if tr is not None and tr.lock is not None:
+                tr.lock.release()
+
+
+def _fit(tr: Training, stop, t_wall: float, verbose: bool, progress_bar, save_plot: bool) -> Run:
+    """fit's training and its final phase, under :func:`_signals_stop`: a signal ends the chunk in
+    flight; evaluation, checkpoint and results are written whatever arrives meanwhile."""
+    mesh = tr.mesh
     log = print if verbose else (lambda *a, **k: None)
     log(_banner(tr))
     runner = ChunkRunner(make_train_chunk(gradient_fn(tr.cfg.model, tr.cfg.grad), make_optimizer(tr.cfg),
@@ -125,8 +143,11 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
     progress = Progress(tr.cfg.steps, tr.step, min(10_000, max(1, tr.cfg.steps // 10)),
                         out=sys.stdout if verbose else None, bar=progress_bar if verbose else False)
     last_checkpoint = time.perf_counter()
-    with _sigint_stops() as interrupted, contextlib.closing(progress):
+    interrupted = stop.received
+    with contextlib.closing(progress):
         for a, b in segments(tr.step, tr.end, [chunk_length(tr.cfg), tr.cfg.eval_every]):
+            if interrupted():  # a signal during start-up or compilation: stop before training
+                break
             losses = _train_segment(tr, runner, key, Xtr, Ytr, a, b)
             progress.lines(a, losses)
             if tr.cfg.eval_every and tr.step % tr.cfg.eval_every == 0 and tr.step < tr.cfg.steps:
@@ -143,8 +164,10 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
     if tr.step == tr.cfg.steps and (not tr.history.evals or tr.history.evals[-1][0] != tr.step):
         tr.history.evals.append((tr.step, ev["val_loss"]))
     _checkpoint(tr, bn)
-    status = "interrupted" if interrupted() else ("complete" if tr.step == tr.cfg.steps else "stopped")
+    status = "complete" if tr.step == tr.cfg.steps else ("interrupted" if interrupted() else "stopped")
     metrics = _metrics(tr, ev, status, runner.compile_seconds, time.perf_counter() - t_wall)
+    if interrupted():
+        metrics["signal"] = signal.Signals(stop.signum).name
     _write_results(tr, metrics, save_plot)
     for k in ("train", "val", "test"):
         log(f"{k} {ev[k + '_loss']:.4f}")
@@ -182,15 +205,20 @@ def _start(cfg: Config, data, out, stop_at, mesh, devices: int) -> Training:
     vocab, splits, info = _load_data(cfg, data)
     cfg = cfg.with_data(info)
     run_dir = None if out is False else Path(out) if out is not None else new_run_dir()
+    lock = None
     if run_dir is not None:
         check_new_run_dir(run_dir)
+        if _is_main():
+            make_run_dir(run_dir)
+            lock = RunLock(run_dir)  # a second writer of this --out is refused from here on
+            check_new_run_dir(run_dir)  # again, now that nobody else can be writing it
     params, opt_state, state, key_data = init_train_state(cfg, vocab.size)
     if run_dir is not None:
         write_run_start(run_dir, cfg, vocab, info, {
             "mesh_devices": mesh.size if mesh is not None else 1, "devices_per_process": devices,
             "process_count": jax.process_count(), "process_index": jax.process_index()})
     return Training(cfg, vocab, splits, info, run_dir, params, opt_state, state, key_data, 0,
-                    cfg.steps if stop_at is None else stop_at, History(), mesh)
+                    cfg.steps if stop_at is None else stop_at, History(), mesh, lock=lock)
 
 
 def _resume(resume, cfg, out, stop_at, data, mesh, model=None) -> Training:
@@ -198,10 +226,20 @@ def _resume(resume, cfg, out, stop_at, data, mesh, model=None) -> Training:
     if cfg is not None or stop_at is not None or out is not None:
         raise ConfigError("a resumed run keeps its own configuration, directory and steps; "
                           "pass no config, stop_at or out with resume")
-    prev, run_dir = load_run(resume, model=model), Path(resume)
-    cfg = prev.config
-    if prev.step == cfg.steps:
-        raise ConfigError(f"{run_dir} is already complete ({cfg.steps:,} steps); nothing to resume")
+    run_dir = Path(resume)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
+    lock = RunLock(run_dir) if _is_main() else None
+    try:
+        prev = (load_run(run_dir, model=model) if (run_dir / CHECKPOINT).exists()
+                else _run_at_step_0(run_dir, model))  # stopped before its first checkpoint
+        cfg = prev.config
+        if prev.step == cfg.steps and prev.metrics.get("status") == "complete":
+            raise ConfigError(f"{run_dir} is already complete ({cfg.steps:,} steps); nothing to resume")
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     if mesh is not None:
         check_batch(mesh, cfg.batch_size)
     recorded = data_info(run_dir)
@@ -209,7 +247,17 @@ def _resume(resume, cfg, out, stop_at, data, mesh, model=None) -> Training:
                                      source="--data" if data else f"{run_dir / 'config.json'}")
     return Training(cfg, vocab, splits, info, run_dir, prev.params, prev.opt_state, prev.state,
                     np.asarray(prev.key_data), prev.step, cfg.steps, History.from_arrays(prev.history), mesh,
-                    resumed_from=prev.step)
+                    resumed_from=prev.step, lock=lock)
+
+
+def _run_at_step_0(run_dir: Path, model=None) -> Run:
+    """A run directory whose training stopped before its first checkpoint (``kill -9``, a full disk):
+    its config and vocabulary, and the parameters ``init_train_state`` gives them, step 0."""
+    meta = read_json(run_dir / "config.json")
+    cfg = Config.from_json(meta.get("config") if isinstance(meta, dict) else None, model=model)
+    vocab = Vocab.from_json(read_json(run_dir / "vocab.json"))
+    params, opt_state, state, key_data = init_train_state(cfg, vocab.size)
+    return Run(params, None, vocab, cfg, {}, History().arrays(), run_dir, opt_state, key_data, 0, state)
 
 
 def _banner(tr: Training) -> str:
@@ -291,20 +339,39 @@ def _write_results(tr: Training, metrics: dict, save_plot: bool) -> None:
                      title=f"{tr.cfg.model_name}, {tr.cfg.grad} gradients, seed {tr.cfg.seed}")
 
 
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
 @contextlib.contextmanager
-def _sigint_stops():
-    """Ctrl-C finishes the chunk in flight and stops (the caller checkpoints; the CLI exits 130);
-    a second Ctrl-C is immediate. Yields ``interrupted() -> bool``."""
-    flag = []
+def _signals_stop():
+    """Ctrl-C (SIGINT), SIGTERM (``timeout``, SLURM, docker stop) and SIGHUP (a closed terminal)
+    finish the chunk in flight and stop; the caller checkpoints and writes its results, and the
+    CLI exits 128 + the signal's number (130, 143, 129). A later signal does not cut that short: it
+    says so on stderr (``kill -9`` or Ctrl-\\ end the process at once). The handler only sets a
+    flag, so no exception is ever raised inside JAX or a half-written file.
 
-    def on_sigint(signum, frame):
-        flag.append(True)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    Yields an object with ``received() -> bool`` and ``signum`` (the first signal's number)."""
 
-    main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGINT, on_sigint) if main else None
+    class Stop:
+        signum = None
+
+        def received(self) -> bool:
+            return self.signum is not None
+
+    stop = Stop()
+
+    def on_signal(signum, frame):
+        if stop.signum is None:
+            stop.signum = signum
+        else:
+            os.write(2, b"bpjax: already stopping: finishing the chunk in flight and saving the run\n")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    old = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     try:
-        yield lambda: bool(flag)
+        yield stop
     finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
+        for s, h in old.items():
+            signal.signal(s, h)

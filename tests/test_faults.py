@@ -122,3 +122,97 @@ def test_a_decayed_rate_that_float32_rounds_to_zero_is_refused():
     with pytest.raises(ConfigError, match="round to 0"):
         Config(lr_decay_factor=1e-50).validate()
     Config(lr_decay_factor=1e-30).validate()  # 1e-31 is a float32 number: fine
+
+
+# --- a run directory's life cycle ------------------------------------------------------------
+def _short(**kw):
+    from bpjax import Config
+
+    return Config(n_hidden=16, steps=300, chunk=100, **kw)
+
+
+@pytest.fixture(scope="module")
+def reference(names_path):
+    """The uninterrupted run every interrupted one must end equal to."""
+    from bpjax import fit
+
+    return fit(_short(), data=names_path, out=False, verbose=False).metrics
+
+
+def test_a_signal_during_the_final_phase_loses_nothing(names_path, tmp_path, monkeypatch, reference):
+    import signal
+
+    from bpjax import load_run, train
+
+    evaluate = train._evaluate
+
+    def evaluate_then_ctrl_c(tr, names):
+        if "test" in names:  # the final evaluation
+            signal.raise_signal(signal.SIGINT)
+        return evaluate(tr, names)
+
+    monkeypatch.setattr(train, "_evaluate", evaluate_then_ctrl_c)
+    run = train.fit(_short(), data=names_path, out=tmp_path / "r", verbose=False)
+    assert run.metrics["status"] == "complete" and run.metrics["signal"] == "SIGINT"
+    back = load_run(tmp_path / "r")
+    assert back.step == 300 and back.metrics["val_loss"] == reference["val_loss"]
+    assert (tmp_path / "r" / "history.npz").is_file()
+
+
+def test_a_signal_during_start_up_leaves_a_run_that_resumes_to_the_same_result(names_path, tmp_path,
+                                                                               monkeypatch, reference):
+    import signal
+
+    from bpjax import fit, load_run, train
+
+    init = train.init_train_state
+
+    def init_then_sigterm(*a, **k):
+        signal.raise_signal(signal.SIGTERM)  # as `timeout` would, while JAX starts up
+        return init(*a, **k)
+
+    monkeypatch.setattr(train, "init_train_state", init_then_sigterm)
+    run = fit(_short(), data=names_path, out=tmp_path / "r", verbose=False)
+    assert run.step == 0 and run.metrics["status"] == "interrupted" and run.metrics["signal"] == "SIGTERM"
+    assert load_run(tmp_path / "r").step == 0
+    monkeypatch.setattr(train, "init_train_state", init)
+    done = fit(resume=tmp_path / "r", verbose=False)
+    assert done.metrics["status"] == "complete" and done.metrics["val_loss"] == reference["val_loss"]
+
+
+@pytest.mark.parametrize("lost", [("checkpoint.npz", "history.npz", "metrics.json", "loss.png"),
+                                  ("metrics.json", "loss.png")])
+def test_a_run_that_lost_its_last_files_resumes_to_the_same_result(names_path, tmp_path, lost, reference):
+    """kill -9 before the first checkpoint (no checkpoint: resume from step 0), or a full disk
+    after the last checkpoint (no metrics: resume writes them): --resume finishes either."""
+    from bpjax import fit
+
+    fit(_short(), data=names_path, out=tmp_path / "r", verbose=False)
+    for name in lost:
+        (tmp_path / "r" / name).unlink()
+    (tmp_path / "r" / ".checkpoint.npz.0123abcd.tmp").write_bytes(b"half a checkpoint")  # kill -9 mid-write
+    res = run_cli("train", "--resume", str(tmp_path / "r"), "--no-progress")
+    assert res.returncode == 0, res.stderr
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["status"] == "complete" and m["val_loss"] == reference["val_loss"]
+    assert not list((tmp_path / "r").glob(".*.tmp"))
+    again = run_cli("train", "--resume", str(tmp_path / "r"))
+    assert_one_line_error(again, "already complete")
+
+
+def test_one_writer_per_run_directory(names_path, tmp_path):
+    from bpjax import fit
+    from bpjax.rundir import RunLock
+
+    fit(_short(), data=names_path, out=tmp_path / "r", stop_at=100, verbose=False)
+    lock = RunLock(tmp_path / "r")  # another process training it
+    try:
+        res = run_cli("train", "--resume", str(tmp_path / "r"))
+        assert_one_line_error(res, f"being written by another bpjax process (pid {os.getpid()})")
+        new = run_cli("train", "--data", str(names_path), "--steps", "10", "--out", str(tmp_path / "r"))
+        assert new.returncode == 2 and "already holds a run" in new.stderr
+    finally:
+        lock.release()
+    (tmp_path / "r" / ".lock").write_text("999999999")  # left by a process that died: taken over
+    res = run_cli("train", "--resume", str(tmp_path / "r"), "--no-progress")
+    assert res.returncode == 0, res.stderr

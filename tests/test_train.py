@@ -242,7 +242,9 @@ def test_cli_train_resume_and_sample(names_path, tmp_path):
     assert r.returncode == 2 and "batch size must be >= 2" in r.stderr
 
 
-def test_ctrl_c_checkpoints_and_exits_130(names_path, tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_signal_checkpoints_and_exits_128_plus_its_number(names_path, tmp_path, sig, code):
+    """Ctrl-C, SIGTERM (timeout, SLURM, docker) and SIGHUP: the chunk in flight ends, the run is saved."""
     out = tmp_path / "int"
     p = subprocess.Popen([sys.executable, "-m", "bpjax", "train", "--data", str(names_path), "--steps",
                           "100000000", "--chunk", "2000", "--no-progress", "--out", str(out)], stdout=subprocess.PIPE,
@@ -251,14 +253,15 @@ def test_ctrl_c_checkpoints_and_exits_130(names_path, tmp_path):
         for line in p.stdout:  # wait until training is under way, then interrupt
             if line.startswith("  10000/"):
                 break
-        p.send_signal(signal.SIGINT)
+        p.send_signal(sig)
         _, err = p.communicate(timeout=120)
     finally:
         p.kill()
-    assert p.returncode == 130, err
+    assert p.returncode == code, err
     run = load_run(out)
     assert 10_000 <= run.step < 100_000_000 and run.metrics["status"] == "interrupted"
-    assert len(run.history["lossi"]) == run.step
+    assert run.metrics["signal"] == sig.name and len(run.history["lossi"]) == run.step
+    assert not list(out.glob(".*.tmp"))  # no temporary file survives
 
 
 # --- damaged run directories: one line each, never a traceback ------------------------------
