@@ -15,6 +15,7 @@ import errno
 import hashlib
 import os
 import random
+import stat
 import unicodedata
 import urllib.request
 from dataclasses import dataclass, field
@@ -99,6 +100,35 @@ def download_names(dest: Path, url: str = NAMES_URL, sha256: str = NAMES_SHA256)
     return dest
 
 
+MAX_DATA_BYTES = 256 * 2**20
+"""The largest names file read (256 MiB; names.txt is 228 kB): a device such as /dev/zero, or a
+wrong path to a huge file, is refused rather than read without end."""
+
+
+def read_data(path: str | os.PathLike | None = None) -> tuple[Path, bytes, str]:
+    """``(path, bytes, sha256)``: the names file read once, hashed as read. Pipes, FIFOs and
+    /dev/stdin work (their bytes are what is hashed and parsed); a directory, an unreadable file or
+    one over :data:`MAX_DATA_BYTES` is a :class:`DataError`."""
+    p = resolve_data_path(path)
+    if p.is_dir():
+        raise DataError(f"data path {str(p)!r} is a directory; pass the names file inside it")
+    try:
+        if stat.S_ISFIFO(os.stat(p).st_mode):  # a FIFO or a pipe (/dev/stdin): no writer is EOF, not a hang
+            fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+            os.set_blocking(fd, True)
+            f = os.fdopen(fd, "rb")
+        else:
+            f = open(p, "rb")
+        with f:
+            raw = f.read(MAX_DATA_BYTES + 1)
+    except OSError as e:
+        raise DataError(f"cannot read data file {str(p)!r}: {e.strerror}") from None
+    if len(raw) > MAX_DATA_BYTES:
+        raise DataError(f"data file {str(p)!r} is larger than {MAX_DATA_BYTES // 2**20} MiB; "
+                        "a names file is one short word per line")
+    return p, raw, hashlib.sha256(raw).hexdigest()
+
+
 def load_words(path: str | os.PathLike | None = None) -> list[str]:
     """Read one word per line (the notebook's ``open(...).read().splitlines()``).
 
@@ -107,13 +137,12 @@ def load_words(path: str | os.PathLike | None = None) -> list[str]:
     bytes that are not UTF-8 (naming the line), a control character (a binary file), or a word
     containing the reserved boundary token ``'.'``.
     """
-    p = resolve_data_path(path)
-    if p.is_dir():
-        raise DataError(f"data path {str(p)!r} is a directory; pass the names file inside it")
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise DataError(f"cannot read data file {str(p)!r}: {e.strerror}") from None
+    p, raw, _ = read_data(path)
+    return parse_words(raw, p)
+
+
+def parse_words(raw: bytes, p) -> list[str]:
+    """The words of a names file's bytes (``p`` names it in errors); see :func:`load_words`."""
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     words = []
@@ -279,14 +308,13 @@ def load_dataset(path=None, *, block_size: int | None, split_seed: int = 42, lay
     Returns ``(vocab, splits, info)``, ``info = {"path", "sha256", "words", "block_size"}`` (the
     rows' context length: ``block_size`` for windows, the data's T for sequences).
     """
-    p = resolve_data_path(path, source=source)
-    words = load_words(p)
-    sha = sha256_of(p)
-    if expect_sha is not None and sha != expect_sha:
+    p, raw, sha = read_data(resolve_data_path(path, source=source))  # one read: hashed and parsed bytes
+    if expect_sha is not None and sha != expect_sha:  # checked before a line of it is parsed or echoed
         from .errors import CheckpointError
 
         raise CheckpointError(f"data file {str(p)!r} is not the one this run trained on "
                               f"(SHA-256 {sha[:12]}…, the run's {expect_sha[:12]}…); pass the original with --data")
+    words = parse_words(raw, p)
     if len(words) < 10:
         raise DataError(f"{str(p)!r} has {len(words)} words; the 80/10/10 split needs at least 10")
     vocab = Vocab.from_words(words)

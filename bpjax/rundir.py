@@ -309,15 +309,22 @@ def load_checkpoint(run_dir: Path, cfg: Config, vocab: Vocab):
     return params, opt_state, state, key_data, step, bn, history
 
 
+MAX_JSON_BYTES = 16 * 2**20  # a run's config.json, vocab.json and metrics.json are a few kB
+
+
 def read_json(path: Path) -> dict:
     """A run directory's JSON file; missing or invalid is a :class:`CheckpointError`."""
     if not path.is_file():
         raise CheckpointError(f"{path} is missing; is this a bpjax run directory?")
+    with open(path, "rb") as f:
+        raw = f.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise CheckpointError(f"{path} is larger than {MAX_JSON_BYTES // 2**20} MiB; the run directory is damaged")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e.__class__.__name__}); "
-                              "the run directory is damaged") from None
+        return json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        what = "nested too deeply" if isinstance(e, RecursionError) else f"not valid JSON ({e.__class__.__name__})"
+        raise CheckpointError(f"{path} is {what}; the run directory is damaged") from None
 
 
 def load_run(run_dir, model: Model | None = None) -> Run:

@@ -216,3 +216,49 @@ def test_one_writer_per_run_directory(names_path, tmp_path):
     (tmp_path / "r" / ".lock").write_text("999999999")  # left by a process that died: taken over
     res = run_cli("train", "--resume", str(tmp_path / "r"), "--no-progress")
     assert res.returncode == 0, res.stderr
+
+
+# --- data read once; JSON bounded ------------------------------------------------------------
+def test_data_from_stdin_is_hashed_as_read_and_a_resume_on_other_words_is_refused(names_path, tmp_path):
+    import hashlib
+
+    raw = names_path.read_bytes()
+    run = tmp_path / "r"
+    res = run_cli("train", "--data", "/dev/stdin", "--n-hidden", "8", "--steps", "200", "--stop-at", "100",
+                  "--no-progress", "--out", str(run), input=raw.decode())
+    assert res.returncode == 0, res.stderr
+    info = json.loads((run / "config.json").read_text())["data"]
+    assert info["sha256"] == hashlib.sha256(raw).hexdigest() and info["words"] == len(raw.decode().split())
+    other = run_cli("train", "--resume", str(run), input="anna\nbob\n" * 20)
+    assert_one_line_error(other, "not the one this run trained on")
+
+
+def test_a_fifo_without_a_writer_and_an_endless_device_are_refused(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert_one_line_error(run_cli("check", "--data", str(fifo), timeout=60), "holds no words")
+    assert_one_line_error(run_cli("check", "--data", "/dev/zero", timeout=60), "larger than")
+
+
+def test_the_hash_is_checked_before_a_recorded_data_file_is_parsed(names_path, tmp_path):
+    from bpjax import fit
+
+    run = tmp_path / "r"
+    fit(_short(), data=names_path, out=run, stop_at=100, verbose=False)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password.hunter2\n")  # a '.' in a line: parsing it would echo the line
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["data"]["path"] = str(secret)
+    (run / "config.json").write_text(json.dumps(cfg))
+    res = run_cli("train", "--resume", str(run))
+    assert_one_line_error(res, "not the one this run trained on")
+    assert "hunter2" not in res.stderr
+
+
+def test_deeply_nested_json_in_a_run_directory_is_one_line(names_path, tmp_path):
+    from bpjax import fit
+
+    run = tmp_path / "r"
+    fit(_short(), data=names_path, out=run, stop_at=100, verbose=False)
+    (run / "vocab.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert_one_line_error(run_cli("sample", "--run", str(run)), "nested too deeply")
