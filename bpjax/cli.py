@@ -69,6 +69,8 @@ def cmd_check(args) -> int:
                                        layout=spec.data)
     cfg = cfg.with_data(info)
     Xtr, Ytr = splits["train"]
+    if args.batch_size > len(Xtr):
+        raise ConfigError(f"--batch-size {args.batch_size:,} is more than the {len(Xtr):,} training rows")
     with jax.enable_x64(args.float64):
         dtype = jnp.float64 if args.float64 else jnp.float32
         k_init, k_batch = jax.random.split(jax.random.key(args.seed))
@@ -181,7 +183,7 @@ def cmd_sample(args) -> int:
     from .rundir import load_run
 
     run = load_run(args.run)
-    for name in run.sample(n=args.n, seed=args.seed, max_len=args.max_len):
+    for name in run.iter_sample(n=args.n, seed=args.seed, max_len=args.max_len):  # printed as drawn
         print(name)
     return 0
 
@@ -264,6 +266,16 @@ def _run(args) -> int:
     except KeyboardInterrupt:
         print(f"bpjax {args.cmd}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"bpjax {args.cmd}: error: out of memory; use smaller sizes (--batch-size, the model's sizes, "
+              "--seeds, -n)", file=sys.stderr)
+        return 2
+    except Exception as e:  # XLA's allocation failure arrives as its runtime error
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        print(f"bpjax {args.cmd}: error: the device ran out of memory ({str(e).splitlines()[0][:160]}); "
+              "use smaller sizes (--batch-size, the model's sizes, --seeds)", file=sys.stderr)
+        return 2
 
 
 def _silence_stdout() -> None:

@@ -141,7 +141,10 @@ class Config:
                 continue  # the data's T, filled in by with_data
             need(isinstance(v, int) and not isinstance(v, bool) and v > 0,
                  f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
-        need(isinstance(self.batch_size, int) and self.batch_size >= max(spec.min_batch, 1),
+            need(v < 2**31, f"{name.replace('_', '-')} must be below 2**31, got {v:,}")
+        need(isinstance(self.batch_size, int) and 0 < self.batch_size < 2**31,
+             f"batch size must be a positive integer below 2**31, got {self.batch_size!r}")
+        need(self.batch_size >= max(spec.min_batch, 1),
              f"batch size must be >= {max(spec.min_batch, 1)}"
              + (" (batch norm divides by n - 1)" if spec.min_batch >= 2 else "") + f", got {self.batch_size}")
         need(isinstance(self.steps, int) and 0 <= self.steps < 2**31,

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .io import atomic_write_bytes
+from .io import atomic_write_bytes, host_memory_available
 
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
@@ -293,6 +293,12 @@ def make_dataset(words, vocab: Vocab, *, layout: str = "windows", block_size: in
     """The splits of a data layout: ``"windows"`` (:func:`make_splits` with ``block_size``) or
     ``"sequences"`` (:func:`make_sequences`; their length is the data's)."""
     if layout == "windows":
+        rows, have = sum(len(w) + 1 for w in words), host_memory_available()
+        need = rows * block_size * 12  # the windows as Python lists (8-byte slots), then int32
+        if have is not None and need > have:
+            raise DataError(f"--block-size {block_size:,} makes {rows:,} windows of {block_size:,} ids "
+                            f"({need / 2**30:,.1f} GiB), more than the {have / 2**30:,.1f} GiB available; "
+                            "use a smaller --block-size")
         return make_splits(words, vocab, block_size=block_size, seed=seed)
     if layout == "sequences":
         return make_sequences(words, vocab, seed=seed)

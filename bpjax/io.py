@@ -22,6 +22,18 @@ def _create_temp(d: str, name: str) -> tuple[int, str]:
             continue
 
 
+def host_memory_available() -> int | None:
+    """The host's ``MemAvailable`` in bytes (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def check_output_dir(path, flag: str = "--out") -> None:
     """Refuse, before any work, an output directory that cannot be one: an empty path, an existing
     file, or a path under a file or an unwritable directory. Raises :class:`bpjax.errors.ConfigError`."""

@@ -97,11 +97,17 @@ class Run:
         return split_losses(self.model, self.params, self.bn_stats, splits, (split,))[f"{split}_loss"]
 
     def sample(self, n: int = 20, seed: int = 0, max_len: int = 50) -> list[str]:
-        from .sample import sample_names
+        """``n`` names (see :func:`bpjax.sample.sample_names`); drawn in batches of
+        :data:`bpjax.sample.SAMPLE_CHUNK`, so memory does not grow with ``n``."""
+        return list(self.iter_sample(n, seed, max_len))
 
-        return sample_names(self.model.logits_eval, self.params, self.bn_stats, self.vocab,
-                            self.config.block_size, n=n, key=jax.random.key(seed), max_len=max_len,
-                            layout=self.model.data)
+    def iter_sample(self, n: int = 20, seed: int = 0, max_len: int = 50):
+        """:meth:`sample`, yielding each batch's names as soon as it is drawn (``bpjax sample``)."""
+        from .sample import iter_sample_names
+
+        yield from iter_sample_names(self.model.logits_eval, self.params, self.bn_stats, self.vocab,
+                                     self.config.block_size, n=n, key=jax.random.key(seed), max_len=max_len,
+                                     layout=self.model.data)
 
     def __repr__(self):
         m = self.metrics

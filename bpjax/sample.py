@@ -13,6 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from .data import Vocab
+from .errors import ConfigError
+
+SAMPLE_CHUNK = 4096
+"""Names drawn per compiled call: ``-n`` is bounded by time, not by memory. The first batch uses the
+key itself (so the first 4,096 names are those of one call), batch ``i`` uses ``fold_in(key, i)``."""
+MAX_LEN_LIMIT = 10_000
 
 
 @partial(jax.jit, static_argnames=("logits_eval", "n", "block_size", "max_len"))
@@ -45,6 +51,17 @@ def _sample_sequence_ids(logits_eval, params, stats, key, *, n: int, T: int):
     X = jnp.zeros((n, T), jnp.int32)
     _, ids = jax.lax.scan(step, X, (jnp.arange(T), jax.random.split(key, T)))
     return ids.T
+
+
+def iter_sample_names(logits_eval, params, bn_stats, vocab: Vocab, block_size: int, *, n: int = 20, key=None,
+                      max_len: int = 50, layout: str = "windows"):
+    """:func:`sample_names` in batches of :data:`SAMPLE_CHUNK`, yielding names as each is drawn."""
+    if not 1 <= max_len <= MAX_LEN_LIMIT:
+        raise ConfigError(f"max-len must be between 1 and {MAX_LEN_LIMIT:,}, got {max_len}")
+    key = jax.random.key(0) if key is None else key
+    for i, start in enumerate(range(0, n, SAMPLE_CHUNK)):
+        yield from sample_names(logits_eval, params, bn_stats, vocab, block_size, n=min(SAMPLE_CHUNK, n - start),
+                                key=key if i == 0 else jax.random.fold_in(key, i), max_len=max_len, layout=layout)
 
 
 def sample_names(logits_eval, params, bn_stats, vocab: Vocab, block_size: int, *, n: int = 20, key=None,

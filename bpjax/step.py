@@ -20,6 +20,7 @@ import optax
 from . import layers as L
 from .config import Config
 from .errors import ConfigError
+from .io import host_memory_available
 from .models import Model
 from .optim import make_optimizer
 
@@ -44,6 +45,52 @@ def init_train_state(cfg: Config, vocab_size: int):
     k_init, key = jax.random.split(jax.random.key(cfg.seed))
     params, state = cfg.spec.init(k_init, vocab_size=vocab_size, **cfg.sizes)
     return params, make_optimizer(cfg).init(params), state, np.asarray(jax.random.key_data(key))
+
+
+def available_memory() -> int | None:
+    """Bytes the default device can still take: an accelerator's free memory, or the host's
+    ``MemAvailable``; None where neither is known."""
+    dev = jax.local_devices()[0]
+    if dev.platform != "cpu":
+        stats = getattr(dev, "memory_stats", lambda: None)() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    return host_memory_available()
+
+
+def _gb(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def check_state_fits(cfg: Config, vocab_size: int, models: int = 1) -> None:
+    """Refuse, before anything is allocated, ``models`` copies of the model's parameters and
+    optimizer state (and their gradients and update) that would not fit: one
+    :class:`~bpjax.errors.ConfigError` naming the model's sizes. Shapes from ``jax.eval_shape``."""
+    p, opt, state = jax.eval_shape(lambda: (lambda ps: (ps[0], make_optimizer(cfg).init(ps[0]), ps[1]))(
+        cfg.spec.init(jax.random.key(0), vocab_size=vocab_size, **cfg.sizes)))
+    nbytes = lambda t: sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(t))  # noqa: E731
+    need = models * (3 * nbytes(p) + nbytes(opt) + nbytes(state))  # params, grads, update, optimizer
+    have = available_memory()
+    if have is not None and need > have:
+        sizes = ", ".join(f"--{k.replace('_', '-')} {v:,}" for k, v in cfg.sizes.items())
+        n = sum(x.size for x in jax.tree_util.tree_leaves(p))
+        raise ConfigError(f"{f'{models:,} x ' if models > 1 else ''}{n:,} parameters with their gradients and "
+                          f"optimizer state need "
+                          f"{_gb(need)}, more than the {_gb(have)} available; use smaller sizes ({sizes}"
+                          + (", --seeds/--lrs" if models > 1 else "") + ")")
+
+
+def check_compiled_fits(compiled, what: str) -> None:
+    """Refuse a compiled chunk whose buffers (XLA's memory analysis: arguments, outputs, temporaries)
+    exceed the available memory, before it runs: a :class:`~bpjax.errors.ConfigError` naming ``what``."""
+    mem, have = compiled.memory_analysis(), available_memory()
+    if mem is None or have is None:
+        return
+    need = sum(int(getattr(mem, a, 0) or 0) for a in ("argument_size_in_bytes", "output_size_in_bytes",
+                                                      "temp_size_in_bytes"))
+    if need > have:
+        raise ConfigError(f"one training chunk needs {_gb(need)}, more than the {_gb(have)} available; "
+                          f"lower {what}")
 
 
 def sample_batches(key, steps, Xtr, Ytr, batch_size: int):

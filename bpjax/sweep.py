@@ -30,7 +30,19 @@ from .errors import ConfigError
 from .io import atomic_write_json, atomic_write_text, check_output_dir
 from .report import plot_curves, plot_window, window_mean
 from .rundir import environment
-from .step import ChunkRunner, chunk_length, init_train_state, segments, split_losses, vmapped_train_chunk
+from .step import (
+    ChunkRunner,
+    check_state_fits,
+    chunk_length,
+    init_train_state,
+    segments,
+    split_losses,
+    vmapped_train_chunk,
+)
+
+MAX_MODELS = 1_000_000
+"""The most seeds a sweep counts out (a list may name others); memory bounds them further
+(:func:`bpjax.step.check_state_fits`)."""
 
 
 def _stack(trees):
@@ -62,6 +74,7 @@ def run_group(base: Config, members: list[dict], splits: dict, vocab_size: int, 
     """Train ``members`` (each a dict of Config overrides: seed, lr) of one shape together."""
     cfgs = [base.replace(**m).validate() for m in members]
     K = len(cfgs)
+    check_state_fits(base, vocab_size, models=K)  # before K models are initialised
     starts = [init_train_state(c, vocab_size) for c in cfgs]  # exactly fit()'s init and key per seed
     shard = mesh is not None and mesh.size > 1
     pad = (-K) % mesh.size if shard else 0  # copies of the last model fill the last device's share
@@ -201,9 +214,9 @@ def add_sweep_args(p) -> None:
 
 def cmd_sweep(args) -> int:
     try:
+        if "," not in args.seeds and not 1 <= int(args.seeds) <= MAX_MODELS:
+            raise ConfigError(f"--seeds must be a count from 1 to {MAX_MODELS:,} or a list, got {args.seeds}")
         seeds = list(range(int(args.seeds))) if "," not in args.seeds else _ints(args.seeds)
-        if "," not in args.seeds and int(args.seeds) < 1:
-            raise ConfigError(f"--seeds must be a positive count or a list, got {args.seeds}")
         lrs = _floats(args.lrs) if args.lrs else None
         hiddens = _ints(args.n_hidden) if args.n_hidden else None
     except ValueError as e:

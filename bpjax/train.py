@@ -55,6 +55,8 @@ from .rundir import (
 )
 from .step import (
     ChunkRunner,
+    check_compiled_fits,
+    check_state_fits,
     chunk_length,
     gradient_fn,
     init_train_state,
@@ -126,9 +128,25 @@ def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None =
             tr = (_resume(resume, cfg, out, stop_at, data, mesh, model) if resume is not None
                   else _start(cfg or Config(), data, out, stop_at, mesh, devices))
             return _fit(tr, stop, t_wall, verbose, progress_bar, save_plot)
+        except ConfigError:
+            if tr is not None:
+                _discard_if_untrained(tr)
+            raise
         finally:
             if tr is not None and tr.lock is not None:
                 tr.lock.release()
+
+
+def _discard_if_untrained(tr: Training) -> None:
+    """A new run refused before its first step (a chunk too large to fit) leaves no directory
+    behind: what :func:`_start` wrote is removed, so the same ``--out`` can be used again."""
+    d = tr.run_dir
+    if d is None or tr.resumed_from is not None or tr.step != 0 or (d / CHECKPOINT).exists() or not _is_main():
+        return
+    for name in ("config.json", "vocab.json", ".lock"):
+        (d / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        d.rmdir()  # only if nothing else is in it
 
 
 def _fit(tr: Training, stop, t_wall: float, verbose: bool, progress_bar, save_plot: bool) -> Run:
@@ -142,6 +160,11 @@ def _fit(tr: Training, stop, t_wall: float, verbose: bool, progress_bar, save_pl
     Xtr, Ytr, key = _data_on_devices(tr)
     progress = Progress(tr.cfg.steps, tr.step, min(10_000, max(1, tr.cfg.steps // 10)),
                         out=sys.stdout if verbose else None, bar=progress_bar if verbose else False)
+    first = next(iter(segments(tr.step, tr.end, [chunk_length(tr.cfg), tr.cfg.eval_every])), None)
+    if first is not None:  # the largest buffers, from XLA's memory analysis, before anything runs
+        compiled = runner.compile(first[1] - first[0], tr.params, tr.opt_state, tr.state, key, jnp.int32(first[0]),
+                                  Xtr, Ytr)
+        check_compiled_fits(compiled, "--batch-size (or --chunk)")
     last_checkpoint = time.perf_counter()
     interrupted = stop.received
     with contextlib.closing(progress):
@@ -204,6 +227,7 @@ def _start(cfg: Config, data, out, stop_at, mesh, devices: int) -> Training:
         check_batch(mesh, cfg.batch_size)
     vocab, splits, info = _load_data(cfg, data)
     cfg = cfg.with_data(info)
+    check_state_fits(cfg, vocab.size)  # before anything is allocated or written
     run_dir = None if out is False else Path(out) if out is not None else new_run_dir()
     lock = None
     if run_dir is not None:

@@ -262,3 +262,37 @@ def test_deeply_nested_json_in_a_run_directory_is_one_line(names_path, tmp_path)
     fit(_short(), data=names_path, out=run, stop_at=100, verbose=False)
     (run / "vocab.json").write_text("[" * 100_000 + "]" * 100_000)
     assert_one_line_error(run_cli("sample", "--run", str(run)), "nested too deeply")
+
+
+# --- sizes that fail before they allocate ----------------------------------------------------
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--n-hidden", str(10**30)], "n-hidden must be below 2**31"),
+    (["train", "--block-size", str(10**30)], "block-size must be below 2**31"),
+    (["train", "--block-size", "100000000"], "use a smaller --block-size"),
+    (["train", "--n-embd", str(10**8)], "21,900,001,947 parameters"),
+    (["train", "--batch-size", str(10**9), "--steps", "10"], "lower --batch-size"),
+    (["check", "--batch-size", str(10**9)], "more than the"),
+    (["sweep", "--seeds", str(10**9)], "--seeds must be a count from 1 to 1,000,000"),
+    (["sample", "--run", "RUN", "--max-len", str(10**9)], "max-len must be between 1 and 10,000"),
+])
+def test_absurd_sizes_are_refused_in_one_line_before_they_allocate(names_path, tmp_path, args, needle):
+    from bpjax import fit
+
+    if "RUN" in args:
+        fit(_short(), data=names_path, out=tmp_path / "run", stop_at=100, verbose=False)
+        args = [str(tmp_path / "run") if a == "RUN" else a for a in args]
+    out = [] if args[0] in ("check", "sample") else ["--out", str(tmp_path / "out")]
+    data = [] if args[0] == "sample" else ["--data", str(names_path)]
+    res = run_cli(*args, *data, *out, timeout=120)
+    assert_one_line_error(res, needle)
+    assert not (tmp_path / "out").exists()  # nothing left behind: the same --out works next time
+
+
+def test_many_names_are_drawn_in_batches(names_path, tmp_path):
+    from bpjax import fit
+    from bpjax.sample import SAMPLE_CHUNK
+
+    run = fit(_short(), data=names_path, out=False, verbose=False)
+    names = run.sample(n=SAMPLE_CHUNK + 5, seed=1)
+    assert len(names) == SAMPLE_CHUNK + 5 and names[:20] == run.sample(n=20, seed=1)
+    assert names[SAMPLE_CHUNK:] != names[:5]  # the next batch has its own key
