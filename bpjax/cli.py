@@ -145,6 +145,10 @@ def add_train_args(t: argparse.ArgumentParser) -> None:
     g.add_argument("--coordinator", metavar="HOST:PORT", help="jax.distributed coordinator (process 0's address)")
     g.add_argument("--num-processes", type=int, metavar="P", help="processes in the cluster")
     g.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..P-1")
+    g.add_argument("--bind", metavar="HOST:PORT", help="process 0: the address its coordinator listens on "
+                   "(default: the --coordinator address only, not every interface)")
+    g.add_argument("--timeout", type=_positive_int, default=120, metavar="S",
+                   help="seconds to wait for every process to join (default 120)")
 
 
 def _init_distributed(args) -> None:
@@ -154,7 +158,7 @@ def _init_distributed(args) -> None:
             raise ConfigError("--coordinator, --num-processes and --process-id go together")
         from .distributed import initialize
 
-        initialize(*cluster)
+        initialize(*cluster, bind=args.bind, timeout=args.timeout)
 
 
 def cmd_train(args) -> int:

@@ -76,8 +76,13 @@ def default_sweep_devices() -> int:
     return len(local) if local[0].platform == "cpu" else 1
 
 
-def initialize(coordinator: str, num_processes: int, process_id: int) -> None:
-    """``jax.distributed.initialize`` (on CPU with the gloo collectives). Call before any JAX work."""
+def initialize(coordinator: str, num_processes: int, process_id: int, *, bind: str | None = None,
+               timeout: int = 120) -> None:
+    """``jax.distributed.initialize`` (on CPU with the gloo collectives). Call before any JAX work.
+
+    Process 0's coordinator listens on ``bind`` (default: the ``coordinator`` address itself, not
+    JAX's default of every interface). A process that cannot reach the others within ``timeout``
+    seconds fails with one :class:`ConfigError` line."""
     if num_processes < 1:
         raise ConfigError(f"--num-processes must be >= 1, got {num_processes}")
     if not 0 <= process_id < num_processes:
@@ -85,8 +90,16 @@ def initialize(coordinator: str, num_processes: int, process_id: int) -> None:
     host, _, port = coordinator.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"--coordinator must be HOST:PORT, got {coordinator!r}")
+    if bind is not None and (not bind.rpartition(":")[0] or not bind.rpartition(":")[2].isdigit()):
+        raise ConfigError(f"--bind must be HOST:PORT, got {bind!r}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+    try:
+        jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id,
+                                   coordinator_bind_address=bind or coordinator, initialization_timeout=timeout)
+    except Exception as e:  # the coordination service's DEADLINE_EXCEEDED, UNAVAILABLE, ...
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else e.__class__.__name__
+        raise ConfigError(f"could not join the {num_processes} processes through {coordinator} within "
+                          f"{timeout} s ({first}); start every process, or raise --timeout") from None
 
 
 def make_mesh(devices_per_process: int) -> Mesh:

@@ -208,3 +208,29 @@ def test_sweep_cli_defaults_to_every_core_and_rejects_zero_devices(names_path, t
     for bad in ("0", "-1"):
         r = cli("sweep", "--devices", bad, "--out", str(tmp_path / "t"))
         assert r.returncode == 2 and "--devices" in r.stderr and not (tmp_path / "t").exists()
+
+
+def test_the_coordinator_binds_its_own_address_unless_told(monkeypatch):
+    """jax binds [::]:PORT (every interface) unless given a bind address; bpjax passes the
+    coordinator's own, or --bind, and bounds the wait for the other processes."""
+    import jax
+
+    from bpjax import distributed
+    from bpjax.errors import ConfigError
+
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr(jax.config, "update", lambda *a: None)
+    distributed.initialize("127.0.0.1:7777", 2, 0)
+    distributed.initialize("10.0.0.1:7777", 2, 0, bind="0.0.0.0:7777", timeout=30)
+    assert calls[0][1]["coordinator_bind_address"] == "127.0.0.1:7777"
+    assert calls[1][1]["coordinator_bind_address"] == "0.0.0.0:7777" and calls[1][1]["initialization_timeout"] == 30
+    with pytest.raises(ConfigError, match="--bind must be HOST:PORT"):
+        distributed.initialize("127.0.0.1:7777", 2, 0, bind="7777")
+
+    def unreachable(*a, **k):
+        raise RuntimeError("DEADLINE_EXCEEDED: Deadline Exceeded\nRPC: RegisterTask")
+
+    monkeypatch.setattr(jax.distributed, "initialize", unreachable)
+    with pytest.raises(ConfigError, match="could not join the 2 processes .*DEADLINE_EXCEEDED"):
+        distributed.initialize("127.0.0.1:7777", 2, 1)

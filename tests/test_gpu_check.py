@@ -19,12 +19,32 @@ def test_gpu_check_refuses_a_machine_without_a_gpu(tmp_path):
     assert not (tmp_path / "g").exists()
 
 
-def test_gpu_check_runs_every_part_at_tiny_sizes(names_path, tmp_path):
-    r = run("--tiny", "--allow-cpu", "--data", str(names_path), "--out", str(tmp_path))
-    assert r.returncode == 0, r.stdout + r.stderr
+def _in_process(*args):
+    """``bpjax ARGS`` through ``bpjax.cli.main`` in this process: the script's own logic, without six
+    JAX start-ups (its subprocess runner is three lines)."""
+    import contextlib
+    import io
+    import time
+
+    from bpjax.cli import main
+
+    out, err, t = io.StringIO(), io.StringIO(), time.perf_counter()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(args))
+    return rc, "\n".join((out.getvalue() + err.getvalue()).strip().splitlines()[-3:]), time.perf_counter() - t
+
+
+def test_gpu_check_runs_every_part_at_tiny_sizes(names_path, tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    monkeypatch.setattr(gpu_check, "bpjax", _in_process)
+    assert gpu_check.main(["--tiny", "--allow-cpu", "--data", str(names_path), "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "gpu_check.json").read_text())
     assert res["device"]["platform"] == "cpu" and res["device"]["kind"]
-    assert all(c["exit"] == 0 for c in res["commands"])
+    assert all(c["exit"] == 0 for c in res["commands"]), res["commands"]
     assert {c["name"] for c in res["commands"]} >= {"check mlp float32", "check mlp float64", "bench", "train mlp",
                                                     "train wavenet", "train transformer"}
     assert res["vmap_sweep"]["models"] == 8 and res["vmap_sweep"]["model_steps_per_second"] > 0
