@@ -115,20 +115,26 @@ def _row(rates, flops, models_at_once: int = 1, compile_s: float = 0.0, mem=None
     }
 
 
-def torch_baselines():
-    """``(module, note)``: ``experiments/torch_baselines.py`` of a source checkout when torch is
-    importable, else ``None`` and why the PyTorch rows are not measured."""
-    if not TORCH_BASELINES.is_file():
-        return None, ("the PyTorch baselines live in experiments/torch_baselines.py of a source checkout "
-                      "(pip install -e . from the repository): the PyTorch rows were not measured")
+def _experiment(path: Path, name: str, rows: str):
+    """``(module, note)``: an ``experiments/`` file of a source checkout, imported, when torch is
+    importable; else ``None`` and why ``rows`` were not measured."""
+    if not path.is_file():
+        return None, (f"{rows} are timed by experiments/{path.name} of a source checkout "
+                      f"(pip install -e . from the repository): they were not measured")
     try:
         import torch  # noqa: F401
     except ImportError:
-        return None, "torch is not importable here: the PyTorch rows were not measured (pip install torch)"
-    spec = importlib.util.spec_from_file_location("bpjax_torch_baselines", TORCH_BASELINES)
+        return None, f"torch is not importable here: {rows} were not measured (pip install torch)"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module, None
+
+
+def torch_baselines():
+    """``(module, note)``: ``experiments/torch_baselines.py`` of a source checkout when torch is
+    importable, else ``None`` and why the PyTorch rows are not measured."""
+    return _experiment(TORCH_BASELINES, "bpjax_torch_baselines", "the PyTorch rows")
 
 
 def makemore_peer(makemore: str | None):
@@ -139,17 +145,7 @@ def makemore_peer(makemore: str | None):
         return None, "makemore.py not timed: pass --makemore PATH/TO/makemore.py (needs torch) for its rows"
     if not Path(makemore).is_file():
         raise ConfigError(f"--makemore {makemore!r} is not a file: give the path to makemore.py")
-    if not MAKEMORE_PEER.is_file():
-        return None, ("makemore.py is timed by experiments/makemore_peer.py of a source checkout "
-                      "(pip install -e . from the repository): the makemore rows were not measured")
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return None, "torch is not importable here: makemore.py's rows were not measured (pip install torch)"
-    spec = importlib.util.spec_from_file_location("bpjax_makemore_peer", MAKEMORE_PEER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module, None
+    return _experiment(MAKEMORE_PEER, "bpjax_makemore_peer", "makemore.py's rows")
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ Writes ``experiments/results/makemore_peer.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import statistics
 import subprocess
@@ -40,14 +41,22 @@ ROOT = Path(__file__).resolve().parent.parent
 ZOO = {"bigram": "bigram", "bengio": "mlp", "rnn": "rnn", "gru": "gru", "bow": "bow", "transformer": "transformer"}
 
 
-def load_makemore(path: Path):
-    """makemore.py as a module, with a stub for ``torch.utils.tensorboard`` if it is missing."""
+def _sibling(name: str):
+    """Another file of ``experiments/``, imported by its module name."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     try:
-        from run_makemore import stub_tensorboard
+        return importlib.import_module(name)
     finally:
         sys.path.pop(0)
-    stub_tensorboard()
+
+
+def _time_eager(run, steps: int, repeats: int) -> list[float]:
+    return _sibling("torch_baselines")._time_eager(run, steps, repeats)
+
+
+def load_makemore(path: Path):
+    """makemore.py as a module, with a stub for ``torch.utils.tensorboard`` if it is missing."""
+    _sibling("run_makemore").stub_tensorboard()
     spec = importlib.util.spec_from_file_location("makemore_peer", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -105,13 +114,7 @@ def time_torch(mm, torch, name: str, Xtr, Ytr, V: int, T: int, steps: int, repea
             opt.step()
             loss.item()
 
-    run(10)
-    rates = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        run(steps)
-        rates.append(steps / (time.perf_counter() - t))
-    return rates
+    return _time_eager(run, steps, repeats)
 
 
 def makemore_loop_rates(makemore: Path, name: str, data: str, steps: int) -> list[float]:
