@@ -16,6 +16,7 @@ the config: a damaged directory is one :class:`~bpjax.errors.CheckpointError` li
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -229,16 +230,26 @@ def _flat(prefix: str, tree) -> dict:
             for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+def run_identity(cfg: Config, vocab: Vocab, data_sha256: str) -> str:
+    """The SHA-256 of what a checkpoint belongs to: the config, the vocabulary and the data's hash.
+    A checkpoint records it; reading one beside another run's files (or edited ones) is refused."""
+    blob = json.dumps({"config": cfg.to_json(), "vocab": vocab.to_json(), "data_sha256": data_sha256},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def save_checkpoint(run_dir: Path, params, opt_state, state, key_data, step: int, bn_stats,
-                    history: History) -> None:
+                    history: History, identity: str | None = None) -> None:
     """Params, optimizer state, model state, RNG key, step, eval statistics and the loss history up
     to ``step``, in one ``.npz`` written atomically (temp file + rename): they cannot disagree.
-    ``history.npz`` gets the same history."""
+    ``identity``: :func:`run_identity` of the run. ``history.npz`` gets the same history."""
     h = history.arrays()
     arrays = {**_flat("params", params), **_flat("opt", opt_state), **_flat("state", state),
               **_flat("bn", bn_stats), **{f"history/{k}": v for k, v in h.items()}}
     arrays.update(key=np.asarray(key_data), step=np.asarray(step, np.int64),
                   format=np.asarray(CHECKPOINT_FORMAT))
+    if identity is not None:
+        arrays["identity"] = np.asarray(identity)
     atomic_savez(run_dir / CHECKPOINT, **arrays)
     atomic_savez(run_dir / HISTORY, **h)
 
@@ -283,8 +294,10 @@ def _load_history(z: dict, path: Path, step: int) -> History:
     return History.from_arrays(h)
 
 
-def load_checkpoint(run_dir: Path, cfg: Config, vocab: Vocab):
-    """Read and check a checkpoint against the config.
+def load_checkpoint(run_dir: Path, cfg: Config, vocab: Vocab, data_sha256: str | None = None):
+    """Read and check a checkpoint against the config (and, when it records one, against
+    :func:`run_identity` of ``cfg``, ``vocab`` and ``data_sha256``: a checkpoint from another run,
+    or beside an edited config.json or vocab.json, is refused).
 
     Returns ``(params, opt_state, state, key_data, step, bn_stats, history)``.
     """
@@ -293,6 +306,10 @@ def load_checkpoint(run_dir: Path, cfg: Config, vocab: Vocab):
     fmt = z.get("format")
     if fmt is None or fmt.shape != () or fmt.dtype.kind not in "iu" or int(fmt) != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} has an unknown format; it was not written by this bpjax")
+    ident = z.get("identity")
+    if ident is not None and data_sha256 is not None and str(ident) != run_identity(cfg, vocab, data_sha256):
+        raise CheckpointError(f"{path} does not belong with this directory's config.json and vocab.json "
+                              "(another run's checkpoint, or files edited since it was written)")
     spec = cfg.spec
     p_tmpl, s_tmpl = jax.eval_shape(lambda: spec.init(jax.random.key(0), vocab_size=vocab.size, **cfg.sizes))
     params = _unflat(z, "params", p_tmpl, path, "parameter")
@@ -312,6 +329,13 @@ def load_checkpoint(run_dir: Path, cfg: Config, vocab: Vocab):
     history = _load_history(z, path, step)
     if not all(np.isfinite(np.asarray(v)).all() for v in jax.tree_util.tree_leaves(params)):
         raise CheckpointError(f"{path} holds non-finite parameters")
+    if not all(np.isfinite(np.asarray(v)).all() for v in jax.tree_util.tree_leaves(bn)
+               if np.asarray(v).dtype.kind == "f"):
+        raise CheckpointError(f"{path} holds non-finite eval statistics (batch norm's mean or variance)")
+    for kp, v in jax.tree_util.tree_flatten_with_path(opt_state)[0]:
+        if "count" in jax.tree_util.keystr(kp) and np.asarray(v).shape == () and int(np.asarray(v)) != step:
+            raise CheckpointError(f"{path}: the optimizer has counted {int(np.asarray(v))} updates at step "
+                                  f"{step}; the checkpoint is damaged")
     return params, opt_state, state, key_data, step, bn, history
 
 
@@ -344,7 +368,9 @@ def load_run(run_dir, model: Model | None = None) -> Run:
     meta = read_json(d / "config.json")
     cfg = Config.from_json(meta.get("config") if isinstance(meta, dict) else None, model=model)
     vocab = Vocab.from_json(read_json(d / "vocab.json"))
-    params, opt_state, state, key_data, step, bn, history = load_checkpoint(d, cfg, vocab)
+    recorded = meta.get("data") if isinstance(meta, dict) else None
+    sha = recorded.get("sha256") if isinstance(recorded, dict) and isinstance(recorded.get("sha256"), str) else None
+    params, opt_state, state, key_data, step, bn, history = load_checkpoint(d, cfg, vocab, sha)
     metrics = read_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
     return Run(params, bn, vocab, cfg, metrics, history.arrays(), d, opt_state, key_data, step, state)
 

@@ -50,6 +50,7 @@ from .rundir import (
     make_run_dir,
     new_run_dir,
     read_json,
+    run_identity,
     save_checkpoint,
     write_run_start,
 )
@@ -337,7 +338,8 @@ def _checkpoint(tr: Training, bn=None) -> None:
         return
     p, st = to_local(tr.params), to_local(tr.state)
     bn = tr.cfg.spec.eval_stats(p, st, tr.splits["train"][0]) if bn is None else bn
-    save_checkpoint(tr.run_dir, p, to_local(tr.opt_state), st, tr.key_data, tr.step, bn, tr.history)
+    save_checkpoint(tr.run_dir, p, to_local(tr.opt_state), st, tr.key_data, tr.step, bn, tr.history,
+                    identity=run_identity(tr.cfg, tr.vocab, tr.data_info["sha256"]))
 
 
 def _metrics(tr: Training, ev: dict, status: str, compile_seconds: float, wall_seconds: float) -> dict:

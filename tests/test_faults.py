@@ -296,3 +296,54 @@ def test_many_names_are_drawn_in_batches(names_path, tmp_path):
     names = run.sample(n=SAMPLE_CHUNK + 5, seed=1)
     assert len(names) == SAMPLE_CHUNK + 5 and names[:20] == run.sample(n=20, seed=1)
     assert names[SAMPLE_CHUNK:] != names[:5]  # the next batch has its own key
+
+
+# --- run identity: files that do not belong together ----------------------------------------
+def _edit_npz(path, fn):
+    import numpy as np
+
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    fn(arrays)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("tamper, needle", [
+    ("other_checkpoint", "does not belong"),
+    ("lr", "does not belong"),
+    ("split_seed", "does not belong"),
+    ("batch_size", "does not belong"),
+    ("vocab", "does not belong"),
+    ("nan_bn", "non-finite eval statistics"),
+    ("opt_count", "counted"),
+])
+def test_a_tampered_run_directory_is_refused(names_path, tmp_path, tamper, needle):
+    import shutil
+
+    import numpy as np
+
+    from bpjax import fit
+
+    run = tmp_path / "r"
+    fit(_short(), data=names_path, out=run, stop_at=100, verbose=False)
+    cfg_path = run / "config.json"
+    if tamper == "other_checkpoint":
+        fit(_short(seed=1), data=names_path, out=tmp_path / "other", stop_at=100, verbose=False)
+        shutil.copy(tmp_path / "other" / "checkpoint.npz", run / "checkpoint.npz")
+    elif tamper in ("lr", "split_seed", "batch_size"):
+        cfg = json.loads(cfg_path.read_text())
+        cfg["config"][tamper] = {"lr": 0.5, "split_seed": 7, "batch_size": 64}[tamper]
+        cfg_path.write_text(json.dumps(cfg))
+    elif tamper == "vocab":
+        v = json.loads((run / "vocab.json").read_text())
+        key = next(k for k in v if isinstance(v[k], list))
+        v[key][1], v[key][2] = v[key][2], v[key][1]
+        (run / "vocab.json").write_text(json.dumps(v))
+    elif tamper == "nan_bn":
+        _edit_npz(run / "checkpoint.npz", lambda a: a.update(
+            {k: np.full_like(a[k], np.nan) for k in a if k.startswith("bn")}))
+    elif tamper == "opt_count":
+        _edit_npz(run / "checkpoint.npz", lambda a: a.update(
+            {k: a[k] + 7 for k in a if k.startswith("opt") and "count" in k}))
+    for cmd in (["sample", "--run", str(run)], ["train", "--resume", str(run)]):
+        assert_one_line_error(run_cli(*cmd), needle)
