@@ -65,9 +65,11 @@ def atomic_write_bytes(path, payload: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename in (None, tmp):  # a full disk: name the file meant
+            raise OSError(e.errno, e.strerror or str(e), path) from None
         raise
 
 

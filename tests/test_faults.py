@@ -347,3 +347,33 @@ def test_a_tampered_run_directory_is_refused(names_path, tmp_path, tamper, needl
             {k: a[k] + 7 for k in a if k.startswith("opt") and "count" in k}))
     for cmd in (["sample", "--run", str(run)], ["train", "--resume", str(run)]):
         assert_one_line_error(run_cli(*cmd), needle)
+
+
+def test_a_full_disk_names_the_file_and_leaves_a_run_that_resume_finishes(names_path, tmp_path, monkeypatch,
+                                                                          capsys, reference):
+    """ENOSPC while writing history.npz after the last checkpoint (as on a small tmpfs): one line
+    naming the file, no temp file left, and --resume writes what is missing."""
+    import errno
+
+    from bpjax import io
+    from bpjax.cli import main
+
+    fsync = io.os.fsync
+
+    def full_for_history(fd):
+        if "history.npz" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return fsync(fd)
+
+    monkeypatch.setattr(io.os, "fsync", full_for_history)
+    run = tmp_path / "r"
+    rc = main(["train", "--data", str(names_path), "--n-hidden", "16", "--steps", "300", "--chunk", "100",
+               "--no-progress", "--out", str(run)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and str(run / "history.npz") in err[0] and "No space left" in err[0], err
+    assert (run / "checkpoint.npz").exists() and not (run / "metrics.json").exists()
+    assert not list(run.glob(".*.tmp"))
+    monkeypatch.setattr(io.os, "fsync", fsync)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["status"] == "complete" and m["val_loss"] == reference["val_loss"]
