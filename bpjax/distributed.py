@@ -92,6 +92,7 @@ def initialize(coordinator: str, num_processes: int, process_id: int, *, bind: s
         raise ConfigError(f"--coordinator must be HOST:PORT, got {coordinator!r}")
     if bind is not None and (not bind.rpartition(":")[0] or not bind.rpartition(":")[2].isdigit()):
         raise ConfigError(f"--bind must be HOST:PORT, got {bind!r}")
+    rendezvous(host, int(port), num_processes, process_id, timeout, bind)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
         jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id,
@@ -100,6 +101,60 @@ def initialize(coordinator: str, num_processes: int, process_id: int, *, bind: s
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else e.__class__.__name__
         raise ConfigError(f"could not join the {num_processes} processes through {coordinator} within "
                           f"{timeout} s ({first}); start every process, or raise --timeout") from None
+
+
+def rendezvous(host: str, port: int, num_processes: int, process_id: int, timeout: float,
+               bind: str | None = None) -> None:
+    """Meet every process on the coordinator's port before ``jax.distributed.initialize``, which
+    on a missing peer aborts the whole process from C++ (a stack trace, exit 134) once its timeout
+    runs out. Process 0 listens (on ``bind`` or the coordinator's address) until the other
+    ``num_processes - 1`` have connected and said who they are, then tells each to go and closes
+    the port for JAX's coordinator; the others connect, retrying, until told. Whoever waits past
+    ``timeout`` seconds raises one :class:`ConfigError` naming what is missing."""
+    import socket
+    import time
+
+    if num_processes == 1:
+        return
+    deadline = time.monotonic() + timeout
+    if process_id == 0:
+        bhost, _, bport = (bind or f"{host}:{port}").rpartition(":")
+        with socket.create_server((bhost.strip("[]"), int(bport)), reuse_port=False) as server:
+            peers = {}
+            try:
+                while len(peers) < num_processes - 1:
+                    server.settimeout(max(deadline - time.monotonic(), 0.001))
+                    try:
+                        conn, _ = server.accept()
+                    except TimeoutError:
+                        missing = sorted(set(range(1, num_processes)) - set(peers))
+                        raise ConfigError(f"process(es) {', '.join(map(str, missing))} of {num_processes} did not "
+                                          f"join {host}:{port} within {timeout:g} s; start them with "
+                                          "--process-id, or raise --timeout") from None
+                    conn.settimeout(5)
+                    try:
+                        peers[int(conn.recv(16).decode().strip())] = conn
+                    except (OSError, ValueError):
+                        conn.close()
+                for conn in peers.values():
+                    conn.sendall(b"go\n")
+            finally:
+                for conn in peers.values():
+                    conn.close()
+        return
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=max(deadline - time.monotonic(), 0.001)) as c:
+                c.sendall(f"{process_id}\n".encode())
+                c.settimeout(max(deadline - time.monotonic(), 0.001))
+                if c.recv(8).startswith(b"go"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise ConfigError(f"could not meet process 0 at {host}:{port} within {timeout:g} s; start it "
+                              "(--process-id 0), or raise --timeout")
+        time.sleep(0.2)
 
 
 def make_mesh(devices_per_process: int) -> Mesh:

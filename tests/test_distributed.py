@@ -219,6 +219,7 @@ def test_the_coordinator_binds_its_own_address_unless_told(monkeypatch):
     from bpjax.errors import ConfigError
 
     calls = []
+    monkeypatch.setattr(distributed, "rendezvous", lambda *a, **k: None)  # no peers here
     monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
     monkeypatch.setattr(jax.config, "update", lambda *a: None)
     distributed.initialize("127.0.0.1:7777", 2, 0)
@@ -234,3 +235,16 @@ def test_the_coordinator_binds_its_own_address_unless_told(monkeypatch):
     monkeypatch.setattr(jax.distributed, "initialize", unreachable)
     with pytest.raises(ConfigError, match="could not join the 2 processes .*DEADLINE_EXCEEDED"):
         distributed.initialize("127.0.0.1:7777", 2, 1)
+
+
+@pytest.mark.parametrize("process_id, needle", [("0", "process(es) 1 of 2 did not join"),
+                                                ("1", "could not meet process 0")])
+def test_a_missing_peer_is_one_line_after_the_timeout(tmp_path, names_path, process_id, needle):
+    """Not jax's C++ abort after 300 s: bpjax's own rendezvous gives up after --timeout."""
+    from conftest import assert_one_line_error, run_cli
+
+    res = run_cli("train", "--data", str(names_path), "--steps", "10", "--coordinator", f"127.0.0.1:{_free_port()}",
+                  "--num-processes", "2", "--process-id", process_id, "--timeout", "2", "--out", str(tmp_path / "r"),
+                  timeout=60)
+    assert_one_line_error(res, needle)
+    assert not (tmp_path / "r").exists()
