@@ -306,10 +306,6 @@ def load_checkpoint(run_dir: Path, cfg: Config, vocab: Vocab, data_sha256: str |
     fmt = z.get("format")
     if fmt is None or fmt.shape != () or fmt.dtype.kind not in "iu" or int(fmt) != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} has an unknown format; it was not written by this bpjax")
-    ident = z.get("identity")
-    if ident is not None and data_sha256 is not None and str(ident) != run_identity(cfg, vocab, data_sha256):
-        raise CheckpointError(f"{path} does not belong with this directory's config.json and vocab.json "
-                              "(another run's checkpoint, or files edited since it was written)")
     spec = cfg.spec
     p_tmpl, s_tmpl = jax.eval_shape(lambda: spec.init(jax.random.key(0), vocab_size=vocab.size, **cfg.sizes))
     params = _unflat(z, "params", p_tmpl, path, "parameter")
@@ -336,6 +332,10 @@ def load_checkpoint(run_dir: Path, cfg: Config, vocab: Vocab, data_sha256: str |
         if "count" in jax.tree_util.keystr(kp) and np.asarray(v).shape == () and int(np.asarray(v)) != step:
             raise CheckpointError(f"{path}: the optimizer has counted {int(np.asarray(v))} updates at step "
                                   f"{step}; the checkpoint is damaged")
+    ident = z.get("identity")  # last: the checks above say more precisely what is wrong, where they can
+    if ident is not None and data_sha256 is not None and str(ident) != run_identity(cfg, vocab, data_sha256):
+        raise CheckpointError(f"{path} does not belong with this directory's config.json and vocab.json "
+                              "(another run's checkpoint, or files edited since it was written)")
     return params, opt_state, state, key_data, step, bn, history
 
 

@@ -236,14 +236,27 @@ def _start(cfg: Config, data, out, stop_at, mesh, devices: int) -> Training:
         if _is_main():
             make_run_dir(run_dir)
             lock = RunLock(run_dir)  # a second writer of this --out is refused from here on
+    with _released_on_error(lock):
+        if lock is not None:
             check_new_run_dir(run_dir)  # again, now that nobody else can be writing it
-    params, opt_state, state, key_data = init_train_state(cfg, vocab.size)
-    if run_dir is not None:
-        write_run_start(run_dir, cfg, vocab, info, {
-            "mesh_devices": mesh.size if mesh is not None else 1, "devices_per_process": devices,
-            "process_count": jax.process_count(), "process_index": jax.process_index()})
-    return Training(cfg, vocab, splits, info, run_dir, params, opt_state, state, key_data, 0,
-                    cfg.steps if stop_at is None else stop_at, History(), mesh, lock=lock)
+        params, opt_state, state, key_data = init_train_state(cfg, vocab.size)
+        if run_dir is not None:
+            write_run_start(run_dir, cfg, vocab, info, {
+                "mesh_devices": mesh.size if mesh is not None else 1, "devices_per_process": devices,
+                "process_count": jax.process_count(), "process_index": jax.process_index()})
+        return Training(cfg, vocab, splits, info, run_dir, params, opt_state, state, key_data, 0,
+                        cfg.steps if stop_at is None else stop_at, History(), mesh, lock=lock)
+
+
+@contextlib.contextmanager
+def _released_on_error(lock: RunLock | None):
+    """Hand ``lock`` on to the Training being built, or release it if building it fails."""
+    try:
+        yield
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
 
 
 def _resume(resume, cfg, out, stop_at, data, mesh, model=None) -> Training:
@@ -255,24 +268,20 @@ def _resume(resume, cfg, out, stop_at, data, mesh, model=None) -> Training:
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
     lock = RunLock(run_dir) if _is_main() else None
-    try:
+    with _released_on_error(lock):
         prev = (load_run(run_dir, model=model) if (run_dir / CHECKPOINT).exists()
                 else _run_at_step_0(run_dir, model))  # stopped before its first checkpoint
         cfg = prev.config
         if prev.step == cfg.steps and prev.metrics.get("status") == "complete":
             raise ConfigError(f"{run_dir} is already complete ({cfg.steps:,} steps); nothing to resume")
-    except BaseException:
-        if lock is not None:
-            lock.release()
-        raise
-    if mesh is not None:
-        check_batch(mesh, cfg.batch_size)
-    recorded = data_info(run_dir)
-    vocab, splits, info = _load_data(cfg, data or recorded["path"], recorded["sha256"],
-                                     source="--data" if data else f"{run_dir / 'config.json'}")
-    return Training(cfg, vocab, splits, info, run_dir, prev.params, prev.opt_state, prev.state,
-                    np.asarray(prev.key_data), prev.step, cfg.steps, History.from_arrays(prev.history), mesh,
-                    resumed_from=prev.step, lock=lock)
+        if mesh is not None:
+            check_batch(mesh, cfg.batch_size)
+        recorded = data_info(run_dir)
+        vocab, splits, info = _load_data(cfg, data or recorded["path"], recorded["sha256"],
+                                         source="--data" if data else f"{run_dir / 'config.json'}")
+        return Training(cfg, vocab, splits, info, run_dir, prev.params, prev.opt_state, prev.state,
+                        np.asarray(prev.key_data), prev.step, cfg.steps, History.from_arrays(prev.history), mesh,
+                        resumed_from=prev.step, lock=lock)
 
 
 def _run_at_step_0(run_dir: Path, model=None) -> Run:

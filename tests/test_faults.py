@@ -147,7 +147,8 @@ def test_a_signal_during_the_final_phase_loses_nothing(names_path, tmp_path, mon
     evaluate = train._evaluate
 
     def evaluate_then_ctrl_c(tr, names):
-        if "test" in names:  # the final evaluation
+        if "test" in names:  # the final evaluation, and a second Ctrl-C right after the first
+            signal.raise_signal(signal.SIGINT)
             signal.raise_signal(signal.SIGINT)
         return evaluate(tr, names)
 
@@ -377,3 +378,17 @@ def test_a_full_disk_names_the_file_and_leaves_a_run_that_resume_finishes(names_
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0
     m = json.loads((run / "metrics.json").read_text())
     assert m["status"] == "complete" and m["val_loss"] == reference["val_loss"]
+
+
+def test_a_refused_resume_releases_the_lock(names_path, tmp_path):
+    """In a notebook: a resume refused after the lock was taken (the wrong data) leaves the
+    directory free for the next call in the same process."""
+    from bpjax import fit
+    from bpjax.errors import CheckpointError
+
+    fit(_short(), data=names_path, out=tmp_path / "r", stop_at=100, verbose=False)
+    other = tmp_path / "other.txt"
+    other.write_text("anna\nbob\n" * 20)
+    with pytest.raises(CheckpointError, match="not the one this run trained on"):
+        fit(resume=tmp_path / "r", data=other, verbose=False)
+    assert fit(resume=tmp_path / "r", verbose=False).metrics["status"] == "complete"
