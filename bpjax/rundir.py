@@ -357,6 +357,16 @@ def read_json(path: Path) -> dict:
         raise CheckpointError(f"{path} is {what}; the run directory is damaged") from None
 
 
+def read_run_start(run_dir: Path, model: Model | None = None) -> tuple[Config, Vocab, str | None]:
+    """What :func:`write_run_start` wrote: ``(config, vocabulary, the data's recorded SHA-256)``."""
+    meta = read_json(run_dir / "config.json")
+    cfg = Config.from_json(meta.get("config") if isinstance(meta, dict) else None, model=model)
+    vocab = Vocab.from_json(read_json(run_dir / "vocab.json"))
+    recorded = meta.get("data") if isinstance(meta, dict) else None
+    sha = recorded.get("sha256") if isinstance(recorded, dict) and isinstance(recorded.get("sha256"), str) else None
+    return cfg, vocab, sha
+
+
 def load_run(run_dir, model: Model | None = None) -> Run:
     """A :class:`Run` from its directory: config, vocabulary, checkpoint, metrics and history.
 
@@ -365,11 +375,7 @@ def load_run(run_dir, model: Model | None = None) -> Run:
     d = Path(run_dir)
     if not d.is_dir():
         raise CheckpointError(f"run directory {str(d)!r} does not exist")
-    meta = read_json(d / "config.json")
-    cfg = Config.from_json(meta.get("config") if isinstance(meta, dict) else None, model=model)
-    vocab = Vocab.from_json(read_json(d / "vocab.json"))
-    recorded = meta.get("data") if isinstance(meta, dict) else None
-    sha = recorded.get("sha256") if isinstance(recorded, dict) and isinstance(recorded.get("sha256"), str) else None
+    cfg, vocab, sha = read_run_start(d, model)
     params, opt_state, state, key_data, step, bn, history = load_checkpoint(d, cfg, vocab, sha)
     metrics = read_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
     return Run(params, bn, vocab, cfg, metrics, history.arrays(), d, opt_state, key_data, step, state)

@@ -66,18 +66,21 @@ def check_state_fits(cfg: Config, vocab_size: int, models: int = 1) -> None:
     """Refuse, before anything is allocated, ``models`` copies of the model's parameters and
     optimizer state (and their gradients and update) that would not fit: one
     :class:`~bpjax.errors.ConfigError` naming the model's sizes. Shapes from ``jax.eval_shape``."""
-    p, opt, state = jax.eval_shape(lambda: (lambda ps: (ps[0], make_optimizer(cfg).init(ps[0]), ps[1]))(
-        cfg.spec.init(jax.random.key(0), vocab_size=vocab_size, **cfg.sizes)))
+    def shapes():
+        params, state = cfg.spec.init(jax.random.key(0), vocab_size=vocab_size, **cfg.sizes)
+        return params, make_optimizer(cfg).init(params), state
+
+    p, opt, state = jax.eval_shape(shapes)
     nbytes = lambda t: sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(t))  # noqa: E731
     need = models * (3 * nbytes(p) + nbytes(opt) + nbytes(state))  # params, grads, update, optimizer
     have = available_memory()
     if have is not None and need > have:
-        sizes = ", ".join(f"--{k.replace('_', '-')} {v:,}" for k, v in cfg.sizes.items())
         n = sum(x.size for x in jax.tree_util.tree_leaves(p))
-        raise ConfigError(f"{f'{models:,} x ' if models > 1 else ''}{n:,} parameters with their gradients and "
-                          f"optimizer state need "
-                          f"{_gb(need)}, more than the {_gb(have)} available; use smaller sizes ({sizes}"
-                          + (", --seeds/--lrs" if models > 1 else "") + ")")
+        many = f"{models:,} x " if models > 1 else ""
+        options = [f"--{k.replace('_', '-')} {v:,}" for k, v in cfg.sizes.items()] + (["--seeds/--lrs"] if models > 1
+                                                                                      else [])
+        raise ConfigError(f"{many}{n:,} parameters with their gradients and optimizer state need {_gb(need)}, "
+                          f"more than the {_gb(have)} available; use smaller sizes ({', '.join(options)})")
 
 
 def check_compiled_fits(compiled, what: str) -> None:

@@ -98,12 +98,13 @@ def run_group(base: Config, members: list[dict], splits: dict, vocab_size: int, 
             log(f"  {b:7d}/{base.steps:7d}: mean loss {np.nanmean(losses[:, -1]):.4f} over {K} models, "
                 f"{K * (b - a) / (time.perf_counter() - t):,.0f} model-steps/s")
     finite = np.asarray(finite)[:K]
-    lossi = np.log10(np.concatenate(losses_all, axis=1)) if losses_all else np.zeros((K, 0), np.float32)
+    losses_all = np.concatenate(losses_all, axis=1) if losses_all else np.zeros((K, 0), np.float32)  # [K, steps]
+    lossi = np.log10(losses_all)
     spec = base.spec
     Xtr_host = splits["train"][0]
     runs = []
     params_l, state_l = to_local(params), to_local(state)
-    trained_finite = np.isfinite(np.concatenate(losses_all, axis=1)).all(1) if losses_all else np.ones(K, bool)
+    trained_finite = np.isfinite(losses_all).all(1)
     for k, c in enumerate(cfgs):
         p, st = _index(params_l, k), _index(state_l, k)
         # diverged: a parameter or any minibatch loss along the way is not finite, or an eval loss

@@ -49,7 +49,7 @@ from .rundir import (
     load_run,
     make_run_dir,
     new_run_dir,
-    read_json,
+    read_run_start,
     run_identity,
     save_checkpoint,
     write_run_start,
@@ -287,9 +287,7 @@ def _resume(resume, cfg, out, stop_at, data, mesh, model=None) -> Training:
 def _run_at_step_0(run_dir: Path, model=None) -> Run:
     """A run directory whose training stopped before its first checkpoint (``kill -9``, a full disk):
     its config and vocabulary, and the parameters ``init_train_state`` gives them, step 0."""
-    meta = read_json(run_dir / "config.json")
-    cfg = Config.from_json(meta.get("config") if isinstance(meta, dict) else None, model=model)
-    vocab = Vocab.from_json(read_json(run_dir / "vocab.json"))
+    cfg, vocab, _ = read_run_start(run_dir, model)
     params, opt_state, state, key_data = init_train_state(cfg, vocab.size)
     return Run(params, None, vocab, cfg, {}, History().arrays(), run_dir, opt_state, key_data, 0, state)
 

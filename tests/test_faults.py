@@ -300,6 +300,16 @@ def test_many_names_are_drawn_in_batches(names_path, tmp_path):
 
 
 # --- run identity: files that do not belong together ----------------------------------------
+@pytest.fixture(scope="module")
+def stopped_run(names_path, tmp_path_factory):
+    """A run stopped at step 100 of 300: each test tampers with its own copy."""
+    from bpjax import fit
+
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    fit(_short(), data=names_path, out=out, stop_at=100, verbose=False)
+    return out
+
+
 def _edit_npz(path, fn):
     import numpy as np
 
@@ -318,7 +328,7 @@ def _edit_npz(path, fn):
     ("nan_bn", "non-finite eval statistics"),
     ("opt_count", "counted"),
 ])
-def test_a_tampered_run_directory_is_refused(names_path, tmp_path, tamper, needle):
+def test_a_tampered_run_directory_is_refused(names_path, tmp_path, stopped_run, tamper, needle):
     import shutil
 
     import numpy as np
@@ -326,7 +336,7 @@ def test_a_tampered_run_directory_is_refused(names_path, tmp_path, tamper, needl
     from bpjax import fit
 
     run = tmp_path / "r"
-    fit(_short(), data=names_path, out=run, stop_at=100, verbose=False)
+    shutil.copytree(stopped_run, run)
     cfg_path = run / "config.json"
     if tamper == "other_checkpoint":
         fit(_short(seed=1), data=names_path, out=tmp_path / "other", stop_at=100, verbose=False)
