@@ -10,7 +10,8 @@ registered model at its defaults; the PyTorch baselines of ``experiments/torch_b
 a source checkout, when torch is importable); with ``--makemore PATH``, makemore.py's own training
 loop (run as its command line: its data loader, model and AdamW, the step times it prints) and its
 model and AdamW alone, beside each of its six models; scaling in batch and n_hidden; K models at once
-under ``vmap``. Each row carries the step's FLOPs (the model's ``flops``) and the GFLOP/s
+under ``vmap``; the cost of ``--diagnose-every 100 --verify-every 1000`` beside the plain step (the
+two timed alternately). Each row carries the step's FLOPs (the model's ``flops``) and the GFLOP/s
 achieved, beside the machine's peak.
 """
 
@@ -39,7 +40,7 @@ from .rundir import environment
 from .step import ChunkRunner, gradient_fn, init_train_state, make_train_chunk
 from .sweep import place_models
 
-SECTIONS = ("models", "scaling", "vmap")
+SECTIONS = ("models", "scaling", "vmap", "diagnostics")
 """The groups of rows ``--only`` chooses from; the reference rows (manual and autodiff gradients of
 the notebook's MLP, its PyTorch loops) always run."""
 REFERENCE = "mlp"
@@ -92,14 +93,74 @@ def bench_bpjax(Xtr, Ytr, vocab_size: int, *, grad: str, model: str = "mlp", ste
         stacked = tuple(jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[s[i] for s in starts]) for i in range(4))
         (params, opt_state, state, key_data, Xtr, Ytr), runner = place_models(
             cfg, (*stacked, Xtr, Ytr), make_mesh(devices) if devices > 1 else None)
+        args = (params, opt_state, state, key_data, jnp.int32(0), Xtr, Ytr)
+        compiled = runner.compile(steps, *args)
     else:
-        params, opt_state, state, key_data = init_train_state(cfg, vocab_size)
-        runner = ChunkRunner(make_train_chunk(gradient_fn(cfg.model, grad), make_optimizer(cfg), cfg.batch_size))
-    args = (params, opt_state, state, key_data, jnp.int32(0), Xtr, Ytr)
-    compiled = runner.compile(steps, *args)
+        compiled, args, runner = _compiled_chunk(cfg, Xtr, Ytr, vocab_size, steps)  # noqa: F841
     rates = _median_rate(lambda: np.asarray(compiled(*args)[3]), steps, repeats)
     mem = compiled.memory_analysis()
     return _row(rates, step_flops(cfg, vocab_size), max(K, 1), runner.compile_seconds, mem)
+
+
+def _compiled_chunk(cfg: Config, Xtr, Ytr, vocab_size: int, steps: int):
+    """``(compiled chunk of steps [0, steps), its arguments, runner)``: the chunk ``bpjax train`` runs
+    for ``cfg``."""
+    params, opt_state, state, key_data = init_train_state(cfg, vocab_size)
+    args = (params, opt_state, state, key_data, jnp.int32(0), Xtr, Ytr)
+    runner = ChunkRunner(make_train_chunk(gradient_fn(cfg.model, cfg.grad), make_optimizer(cfg), cfg.batch_size))
+    return runner.compile(steps, *args), args, runner
+
+
+DIAGNOSED = {"diagnose_every": 100, "verify_every": 1000}
+"""The instrumented row of the ``diagnostics`` group: its cost is measured against the plain step."""
+
+
+class _TrainLoop:
+    """``bpjax train``'s loop over ``steps`` without the files: chunks of ``cfg.chunk`` (cut at every
+    verification), each verification before its step, each chunk's losses (and records) brought
+    back to the host. Compiled on construction; ``run()`` trains from the same start each time."""
+
+    def __init__(self, cfg: Config, Xtr, Ytr, vocab_size: int, steps: int):
+        from . import diagnostics as D
+        from .step import chunk_length, segments
+
+        self.Xtr, self.Ytr = Xtr, Ytr
+        self.start = init_train_state(cfg, vocab_size)
+        tx = make_optimizer(cfg)
+        recording = cfg.diagnose_every or cfg.verify_every
+        self.runner = ChunkRunner(D.make_recorded_chunk(cfg.spec, cfg.grad, tx, cfg.batch_size, cfg.diagnose_every)
+                                  if recording else make_train_chunk(gradient_fn(cfg.model, cfg.grad), tx,
+                                                                     cfg.batch_size))
+        self.segments = D.verified_segments(segments(0, steps, [chunk_length(cfg)]), cfg.verify_every)
+        self.static = [D.static_args(a, b, cfg.diagnose_every, cfg.verify_every) if recording else b - a
+                       for a, b in self.segments]
+        self.run(compile_only=True)
+
+    def run(self, compile_only: bool = False):
+        params, opt_state, state, key = self.start
+        for (a, b), static in zip(self.segments, self.static, strict=True):
+            args = (params, opt_state, state, key, jnp.int32(a), self.Xtr, self.Ytr)
+            chunk = self.runner.compile(static, *args)
+            if compile_only:
+                continue
+            params, opt_state, state, losses, _, *extras = chunk(*args)
+            np.asarray(losses)
+            jax.tree_util.tree_map(np.asarray, extras)
+
+
+def bench_diagnostics(Xtr, Ytr, vocab_size: int, *, model: str = "mlp", steps: int, repeats: int) -> tuple[dict, dict]:
+    """``(plain row, instrumented row)``: ``bpjax train``'s loop over ``steps`` (:class:`_TrainLoop`)
+    without and with :data:`DIAGNOSED`'s records and verifications, compiled first, then timed
+    alternately (plain, instrumented, plain, ...) so that both see the same machine."""
+    cfg = Config(model, steps=max(steps, 2)).with_data({"block_size": Xtr.shape[1]})
+    loops = (_TrainLoop(cfg, Xtr, Ytr, vocab_size, steps), _TrainLoop(cfg.replace(**DIAGNOSED), Xtr, Ytr, vocab_size,
+                                                                         steps))
+    rates = ([], [])
+    for _ in range(repeats):
+        for loop, out in zip(loops, rates, strict=True):
+            out += _median_rate(loop.run, steps, 1)
+    f = step_flops(cfg, vocab_size)
+    return tuple(_row(r, f, 1, loop.runner.compile_seconds) for r, loop in zip(rates, loops, strict=True))
 
 
 def _row(rates, flops, models_at_once: int = 1, compile_s: float = 0.0, mem=None) -> dict:
@@ -252,6 +313,13 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
     for K in (4, 16) if want("vmap") else ():
         for grad in GRADS:
             bpjax_row("vmap", f"{grad}, {K} models under vmap", grad=grad, K=K, n_steps=scale_steps)
+    for model in (REFERENCE, "deep") if want("diagnostics") else ():
+        n = steps if model == REFERENCE else model_steps
+        res = bench_diagnostics(*train_rows(model), V, model=model, steps=n, repeats=repeats)
+        for variant, r in zip(("train", "diagnosed"), res, strict=True):
+            name = f"{model} manual" + (", diagnose 100 + verify 1000" if variant == "diagnosed" else ", plain step")
+            add("diagnostics", name, r, impl="bpjax", model=model, grad="manual", variant=variant, K=1,
+                n_hidden=Config(model).sizes.get("n_hidden"), batch=32, **(DIAGNOSED if variant == "diagnosed" else {}))
     n_dev = default_sweep_devices()  # bpjax sweep's default: one device per core on CPU
     if n_dev > 1 and want("vmap"):
         for grad in GRADS:
@@ -294,6 +362,9 @@ def _summary(rows: list[dict], peak, V: int, with_torch: bool) -> dict:
                 s[f"{model}_manual_over_pytorch_{r['variant']}"] = man / r["model_steps_per_second"]
             if r["group"] == model and r["impl"] == "makemore":
                 s[f"{model}_manual_over_{r['variant']}"] = man / r["model_steps_per_second"]
+    for model in (m for m in (REFERENCE, "deep") if any(r["group"] == "diagnostics" and r["model"] == m for r in rows)):
+        plain = sps(group="diagnostics", model=model, variant="train")
+        s[f"{model}_diagnosed_over_plain"] = sps(group="diagnostics", model=model, variant="diagnosed") / plain
     if with_torch:
         torch_ref = lambda variant: sps(impl="pytorch", model=REFERENCE, variant=variant)  # noqa: E731
         s["manual_over_pytorch_notebook_loop"] = mlp("manual") / torch_ref("double_loop")

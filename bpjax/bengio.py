@@ -66,6 +66,12 @@ def loss_manual(params, state, X, Y):
     return _loss(params, state, X, Y, L.MANUAL, S.context_linear)
 
 
+def loss_tapped(params, state, X, Y, tap, manual: bool):
+    """:func:`loss_manual` (``manual``) or :func:`loss`, every intermediate through ``tap``."""
+    return _loss(params, state, X, Y, *((L.MANUAL, S.context_linear) if manual else
+                                        (L.PLAIN, S.context_linear_plain)), tap)
+
+
 def logits_eval(params, state, X):
     """``X`` [N, T] -> logits [N, T, V]."""
     return _logits(params, X, L.PLAIN, S.context_linear_plain)
@@ -103,5 +109,5 @@ MODEL = Model(
     help={"": "makemore's MLP (Bengio 2003) over the previous T characters (69,147 parameters; AdamW 5e-4)",
           "n_embd2": "second width: the hidden layer of makemore's MLP"},
     init=init, loss=loss, loss_manual=loss_manual, logits_eval=logits_eval, check_tables=check_tables,
-    flops=flops, data="sequences",
+    flops=flops, data="sequences", loss_tapped=loss_tapped, probes=lambda name: name == "h",
 )

@@ -69,4 +69,5 @@ MODEL = Model(
     help={"": "makemore's bigram: a [V, V] table of next-character logits (729 parameters; AdamW 5e-4)"},
     init=init, loss=loss, loss_manual=loss_manual, logits_eval=logits_eval, check_tables=check_tables,
     data="sequences",
+    loss_tapped=lambda p, s, X, Y, tap, manual: _loss(p, s, X, Y, L.MANUAL if manual else L.PLAIN, tap),
 )

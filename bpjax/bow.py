@@ -63,6 +63,12 @@ def loss_manual(params, state, X, Y):
     return _loss(params, state, X, Y, L.MANUAL, S.causal_mean)
 
 
+def loss_tapped(params, state, X, Y, tap, manual: bool):
+    """:func:`loss_manual` (``manual``) or :func:`loss`, every intermediate through ``tap``."""
+    return _loss(params, state, X, Y, *((L.MANUAL, S.causal_mean) if manual else (L.PLAIN, S.causal_mean_plain)),
+                 tap)
+
+
 def logits_eval(params, state, X):
     return _logits(params, X, L.PLAIN, S.causal_mean_plain)
 
@@ -101,5 +107,5 @@ MODEL = Model(
     help={"": "makemore's bag of words: a causal average of the embeddings, then an MLP "
               "(12,827 parameters; AdamW 5e-4)"},
     init=init, loss=loss, loss_manual=loss_manual, logits_eval=logits_eval, check_tables=check_tables,
-    flops=flops, data="sequences",
+    flops=flops, data="sequences", loss_tapped=loss_tapped, probes=lambda name: name == "h",
 )

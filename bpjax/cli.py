@@ -1,9 +1,9 @@
-"""The command line: ``bpjax check | train | sample | bench | sweep``.
+"""The command line: ``bpjax check | train | sample | diagnose | bench | sweep``.
 
 ``check`` compares every hand-written gradient of a model with ``jax.grad``; ``train`` trains any
 registered model (``--model``, default the notebook's MLP) with hand-written or autodiff
-gradients; ``sample`` prints names from a run; ``bench`` measures training speed; ``sweep`` trains
-many seeds and learning rates at once. Model names, their size flags and the ``--grad`` choices
+gradients; ``sample`` prints names from a run; ``diagnose`` prints and draws a run's training
+diagnostics; ``bench`` measures training speed; ``sweep`` trains many seeds and learning rates at once. Model names, their size flags and the ``--grad`` choices
 come from the registry (:mod:`bpjax.models`) and the config (:mod:`bpjax.config`).
 
 Every error the user can fix prints one line, ``bpjax <cmd>: error: ...``, and exits 2.
@@ -36,6 +36,15 @@ def _positive_int(s: str) -> int:
     if v <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
     return v
+
+
+def _on_off(s: str) -> bool:
+    v = s.strip().lower()
+    if v in ("on", "true", "yes", "1"):
+        return True
+    if v in ("off", "false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {s!r}")
 
 
 def _seed(s: str) -> int:
@@ -110,7 +119,7 @@ def train_flags() -> tuple[str, ...]:
 
 def add_train_args(t: argparse.ArgumentParser) -> None:
     from . import models
-    from .config import GRADS, OPTIMIZERS, Config
+    from .config import GRADS, OPTIMIZERS, Config, size_kind
 
     d = Config()
     t.add_argument("--data", help="names file (default: data/names.txt, $BPJAX_DATA, or the cache)")
@@ -119,8 +128,12 @@ def add_train_args(t: argparse.ArgumentParser) -> None:
     g = t.add_argument_group("the model's sizes (default: the model's own; each applies to the models that have it)")
     for name, text in models.all_sizes().items():
         owners = [n for n in models.names() if name in models.get(n).sizes]
-        defaults = ", ".join(f"{n} {models.get(n).sizes[name]}" for n in owners)
-        g.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"{text} (default: {defaults})")
+        kind = size_kind(next((models.get(n).sizes[name] for n in owners if models.get(n).sizes[name] is not None),
+                              None))
+        shown = lambda v: ("on" if v else "off") if isinstance(v, bool) else f"{v:.4g}" if isinstance(v, float) else v  # noqa: E731
+        defaults = ", ".join(f"{n} {shown(models.get(n).sizes[name])}" for n in owners)
+        g.add_argument(f"--{name.replace('_', '-')}", type={bool: _on_off, float: float, int: int}[kind],
+                       metavar={bool: "on|off", float: "X", int: None}[kind], help=f"{text} (default: {defaults})")
     t.add_argument("--batch-size", type=int, help=f"minibatch rows (default {d.batch_size})")
     t.add_argument("--steps", type=int, help=f"training steps (default {d.steps:,})")
     t.add_argument("--optimizer", choices=OPTIMIZERS, help=f"(default {d.optimizer}: the notebook's plain SGD)")
@@ -134,6 +147,10 @@ def add_train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--grad", choices=GRADS, help="hand-written backward or jax.grad (default manual)")
     t.add_argument("--eval-every", type=int, metavar="K", help="val loss every K steps (default: at the end only)")
     t.add_argument("--chunk", type=int, help=f"steps per lax.scan call (default {d.chunk:,})")
+    t.add_argument("--diagnose-every", type=int, metavar="K", help="record activation, gradient and update "
+                   "statistics every K steps, on device (diagnostics.npz and .png; default: never)")
+    t.add_argument("--verify-every", type=int, metavar="K", help="check the hand-written gradients against "
+                   "jax.grad every K steps, on device; stop at the first failing row (default: never)")
     t.add_argument("--out", metavar="DIR", help="run directory (default runs/<timestamp>)")
     t.add_argument("--stop-at", type=int, metavar="K", help="stop after K steps with a checkpoint (resume later)")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR to its configured steps")
@@ -192,12 +209,32 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_diagnose(args) -> int:
+    from pathlib import Path
+
+    from . import diagnostics as D
+    from .rundir import read_json
+
+    run = Path(args.run)
+    if not run.is_dir():
+        raise ConfigError(f"run directory {args.run!r} does not exist")
+    a = D.load(run)
+    print(D.summary(a, args.step))
+    out = Path(args.out) if args.out else run / D.FIGURE
+    cfg = read_json(run / "config.json").get("config", {}) if (run / "config.json").is_file() else {}
+    title = f"{cfg.get('model', '?')}, {cfg.get('grad', 'manual')} gradients, seed {cfg.get('seed', '?')} ({run.name})"
+    if not D.save_figure(a, out, args.step, title=title):
+        raise ConfigError("drawing the figures needs matplotlib: pip install 'bpjax[plot]'")
+    print(f"wrote {out}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from . import models
 
     p = _Parser(prog="bpjax", description="Manual backpropagation, done right, in JAX.")
-    sub = p.add_subparsers(dest="cmd", metavar="{check,train,sample,bench,sweep}", parser_class=_Parser)
+    sub = p.add_subparsers(dest="cmd", metavar="{check,train,sample,diagnose,bench,sweep}", parser_class=_Parser)
     sub.required = True
 
     c = sub.add_parser("check", help="compare every hand-written gradient with jax.grad")
@@ -221,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-len", type=_positive_int, default=50,
                    help="cap on a name's length (default 50; a sequence model writes at most its T characters)")
     s.set_defaults(func=cmd_sample)
+
+    d = sub.add_parser("diagnose", help="print and draw a run's training diagnostics (--diagnose-every, "
+                       "--verify-every)")
+    d.add_argument("--run", required=True, metavar="DIR", help="a run directory with diagnostics.npz")
+    d.add_argument("--step", type=int, metavar="S", help="the histograms of the last record at or before step S "
+                   "(default: the last record)")
+    d.add_argument("--out", metavar="FILE", help="where the figure goes (default DIR/diagnostics.png)")
+    d.set_defaults(func=cmd_diagnose)
 
     from .bench import add_bench_args, cmd_bench
     b = sub.add_parser("bench", help="measure training speed side by side (JSON + markdown)")

@@ -31,6 +31,11 @@ OPTIMIZERS = ("sgd", "adamw")
 ``weight_decay``. Both with the step-decay schedule ``lr`` then ``lr * lr_decay_factor``."""
 
 
+def size_kind(default) -> type:
+    """A size's type, from its default: ``bool`` (an on/off option), ``float`` (a scale) or ``int``."""
+    return bool if isinstance(default, bool) else float if isinstance(default, float) else int
+
+
 def _settings() -> tuple[str, ...]:
     """Config's settings, in field order: its fields but the model and its sizes."""
     return tuple(f.name for f in dataclasses.fields(Config) if f.name not in ("model", "sizes"))
@@ -58,6 +63,8 @@ class Config:
     grad: str = "manual"  # manual | autodiff
     eval_every: int = 0  # 0: only at the end
     chunk: int = 5_000  # steps per lax.scan call (one host round trip each)
+    diagnose_every: int = 0  # record activation, gradient and update statistics every K steps (0: never)
+    verify_every: int = 0  # check the hand-written gradients against jax.grad every K steps (0: never)
 
     def __init__(self, model: str | Model = "mlp", **kwargs):
         spec = models.get(model)
@@ -139,6 +146,14 @@ class Config:
         for name, v in {**self.sizes, "chunk": self.chunk}.items():
             if v is None and name == "block_size" and spec.data == "sequences":
                 continue  # the data's T, filled in by with_data
+            kind = size_kind(spec.sizes.get(name))
+            if kind is bool:
+                need(isinstance(v, bool), f"{name.replace('_', '-')} must be true or false, got {v!r}")
+                continue
+            if kind is float:
+                need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+                     f"{name.replace('_', '-')} must be a positive number, got {v!r}")
+                continue
             need(isinstance(v, int) and not isinstance(v, bool) and v > 0,
                  f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
             need(v < 2**31, f"{name.replace('_', '-')} must be below 2**31, got {v:,}")
@@ -163,7 +178,13 @@ class Config:
              f"weight-decay must be a number >= 0, got {self.weight_decay}")
         need(self.weight_decay is None or self.optimizer == "adamw",
              "weight-decay applies to --optimizer adamw only (the notebook's SGD has none)")
-        need(self.eval_every >= 0, f"eval-every must be >= 0, got {self.eval_every}")
+        for name in ("eval_every", "diagnose_every", "verify_every"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31,
+                 f"{name.replace('_', '-')} must be an integer between 0 and 2**31 - 1, got {v!r}")
+        need(not (self.diagnose_every and self.verify_every) or self.verify_every % self.diagnose_every == 0,
+             f"verify-every must be a multiple of diagnose-every (each check begins a cycle of records), "
+             f"got {self.verify_every} and {self.diagnose_every}")
         need(self.grad in GRADS, f"grad must be one of {', '.join(GRADS)}, got {self.grad!r}")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if spec.check_sizes is not None:
@@ -200,11 +221,13 @@ class Config:
                                   "was it written by another version of bpjax?")
         kinds = {"grad": str, "optimizer": str, "lr": (int, float), "lr_decay_factor": (int, float),
                  "weight_decay": (int, float, type(None)), "lr_decay_step": (int, type(None))}
+        kinds.update({k: {bool: bool, float: (int, float), int: int}[size_kind(d)] for k, d in spec.sizes.items()
+                      if d is not None})
         for k, v in obj.items():
             if k == "model":
                 continue
             want = kinds.get(k, int)
-            if isinstance(v, bool) or not isinstance(v, want):
+            if (isinstance(v, bool) and want is not bool) or not isinstance(v, want):
                 raise CheckpointError(f"config.json is malformed: {k} = {v!r}")
         rest = {k: v for k, v in obj.items() if k != "model"}
         try:

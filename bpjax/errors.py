@@ -4,7 +4,9 @@ CLI prints as one line (``bpjax <cmd>: error: ...``) with exit status 2.
 * :class:`DataError` — a names file or vocabulary that cannot be used;
 * :class:`ConfigError` — an invalid configuration or option;
 * :class:`CheckpointError` — a run directory or checkpoint that is missing, corrupt or does not match;
-* :class:`TrainingDiverged` — the loss or a parameter became non-finite (the last good checkpoint is kept).
+* :class:`TrainingDiverged` — the loss or a parameter became non-finite (the last good checkpoint is kept);
+* :class:`VerificationFailed` — ``--verify-every`` found a hand-written gradient that disagrees with
+  ``jax.grad`` (the last good checkpoint is kept).
 """
 
 
@@ -26,3 +28,8 @@ class CheckpointError(BpjaxError):
 
 class TrainingDiverged(BpjaxError):
     """A non-finite loss or parameter; the message names the step and the last good checkpoint."""
+
+
+class VerificationFailed(BpjaxError):
+    """A hand-written gradient broke the pass rule against ``jax.grad`` during training; the message
+    names the step, the parameter and the last good checkpoint."""

@@ -14,7 +14,7 @@ from functools import partial
 from . import rnn
 from .models import MAKEMORE_TRAINING, Model
 
-loss, loss_manual, logits_eval, check_tables = rnn.make("gru")
+loss, loss_manual, logits_eval, check_tables, loss_tapped = rnn.make("gru")
 
 MODEL = Model(
     name="gru",
@@ -24,5 +24,6 @@ MODEL = Model(
               "(28,315 parameters; AdamW 5e-4)"},
     init=partial(rnn.init, cell="gru"),
     loss=loss, loss_manual=loss_manual, logits_eval=logits_eval, check_tables=check_tables,
-    flops=partial(rnn.flops, gates=3), data="sequences",
+    flops=partial(rnn.flops, gates=3), data="sequences", loss_tapped=loss_tapped,
+    probes=lambda name: name == "hs",
 )

@@ -297,4 +297,6 @@ MODEL = Model(
     check_tables=lambda p, s, X, Y: gradient_tables(p, X, Y),
     flops=flops,
     min_batch=2,
+    loss_tapped=lambda p, s, X, Y, tap, manual: (_loss(p, X, Y, L.MANUAL if manual else L.PLAIN, tap), s),
+    probes=lambda name: name == "h",
 )

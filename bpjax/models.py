@@ -14,7 +14,11 @@ A model is a handful of pure functions over ``(params, state)`` pytrees, describ
   ``eval_stats(params, state, X_train)`` (default: the state itself, e.g. running statistics);
 * ``check_tables(params, state, X, Y) -> [Table]``: ``bpjax check``'s tables (default: the whole
   model, ``jax.grad(loss_manual)`` against ``jax.grad(loss)``, one row per parameter);
-* ``flops(batch, vocab_size, **sizes) -> int``: one training step's matmul FLOPs (optional).
+* ``flops(batch, vocab_size, **sizes) -> int``: one training step's matmul FLOPs (optional);
+* ``loss_tapped(params, state, X, Y, tap, manual) -> (loss, new_state)``: the training loss
+  (``manual``: ``loss_manual``'s, else ``loss``'s) with every named intermediate passed through
+  ``tap(name, value)`` (see :class:`bpjax.check.Tap`), and ``probes(name) -> bool`` picking the
+  nonlinearities' outputs among them: what ``--diagnose-every`` records (optional).
 
 Every model module exports one ``MODEL``; :func:`get` and :func:`names` read the registry below.
 Adding a model is one new module plus one line in :data:`_MODULES`. A model of your own needs no
@@ -81,6 +85,12 @@ class Model:
     """``check_sizes(sizes)`` raises :class:`ConfigError` for sizes the architecture cannot take."""
     help: dict = field(default_factory=dict)
     """One line of help per size (``--n-hidden``'s text) and ``""`` for the model itself."""
+    loss_tapped: Callable | None = None
+    """``loss_tapped(params, state, X, Y, tap, manual)``: the training loss with its intermediates
+    through ``tap``; None: diagnostics record the weights only."""
+    probes: Callable = lambda name: False  # noqa: E731
+    """``probes(name) -> bool``: the tapped intermediates that are a nonlinearity's output (tanh,
+    GELU, a recurrence's hidden states), whose statistics ``--diagnose-every`` records."""
 
     def __post_init__(self):
         if self.data not in DATA_LAYOUTS:
@@ -112,6 +122,7 @@ _MODULES = {  # name -> module exporting MODEL; adding a model is one line here
     "gru": "bpjax.gru",
     "bow": "bpjax.bow",
     "transformer": "bpjax.transformer",
+    "deep": "bpjax.deep",
 }
 
 

@@ -54,7 +54,7 @@ def _logits(params, X, ly: L.Layers, recurrence, names, tap=NO_TAP):
 
 def make(cell: str):
     """The loss, manual loss, eval logits and check tables of the model with ``cell``."""
-    (plain, manual), names = CELLS[cell]
+    (plain, manual_rec), names = CELLS[cell]
 
     def _loss(params, state, X, Y, ly, recurrence, tap=NO_TAP):
         return ly.cross_entropy_masked(_logits(params, X, ly, recurrence, names, tap), Y), state
@@ -66,7 +66,11 @@ def make(cell: str):
 
     def loss_manual(params, state, X, Y):
         """:func:`loss` from the custom_vjp layers: backpropagation through time by hand."""
-        return _loss(params, state, X, Y, L.MANUAL, manual)
+        return _loss(params, state, X, Y, L.MANUAL, manual_rec)
+
+    def loss_tapped(params, state, X, Y, tap, manual: bool):
+        """:func:`loss_manual` (``manual``) or :func:`loss`, every intermediate through ``tap``."""
+        return _loss(params, state, X, Y, *((L.MANUAL, manual_rec) if manual else (L.PLAIN, plain)), tap)
 
     def logits_eval(params, state, X):
         return _logits(params, X, L.PLAIN, plain, names)
@@ -79,7 +83,7 @@ def make(cell: str):
         layers = vjp_table(f"{cell} layers: each custom_vjp against jax.grad of its plain twin", [
             (L.cross_entropy_masked, L.cross_entropy_masked_plain, (a["logits"], Y), ("logits", "Y"), None),
             (L.linear, L.linear_plain, (a["hs"], p["W_lm"], p["b_lm"]), ("hs", "W_lm", "b_lm"), d["logits"]),
-            (manual, plain, (a["emb"], p["start"], *(p["cell"][n] for n in names)),
+            (manual_rec, plain, (a["emb"], p["start"], *(p["cell"][n] for n in names)),
              ("emb", "start", *(f"cell/{n}" for n in names)), d["hs"]),
             (L.embedding, L.embedding_plain, (p["wte"], X), ("wte", "X"), d["emb"]),
         ], dtype=str(a["logits"].dtype))
@@ -87,7 +91,7 @@ def make(cell: str):
                             title=f"whole {cell}: grad(loss_manual) vs grad(loss)")
         return [layers, model]
 
-    return loss, loss_manual, logits_eval, check_tables
+    return loss, loss_manual, logits_eval, check_tables, loss_tapped
 
 
 def flops(batch: int, vocab_size: int, *, n_embd: int, n_embd2: int, block_size: int, gates: int = 1) -> int:
@@ -96,7 +100,7 @@ def flops(batch: int, vocab_size: int, *, n_embd: int, n_embd2: int, block_size:
     return 3 * (gates * 2 * batch * T * (n_embd + H) * H + 2 * batch * T * H * vocab_size)
 
 
-loss, loss_manual, logits_eval, check_tables = make("rnn")
+loss, loss_manual, logits_eval, check_tables, loss_tapped = make("rnn")
 
 MODEL = Model(
     name="rnn",
@@ -107,5 +111,5 @@ MODEL = Model(
           "n_embd2": "second width: the hidden layer (MLP) or hidden state (RNN, GRU) of makemore's models"},
     init=partial(init, cell="rnn"),
     loss=loss, loss_manual=loss_manual, logits_eval=logits_eval, check_tables=check_tables,
-    flops=flops, data="sequences",
+    flops=flops, data="sequences", loss_tapped=loss_tapped, probes=lambda name: name == "hs",
 )

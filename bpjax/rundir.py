@@ -82,6 +82,7 @@ class Run:
     key_data: np.ndarray | None = field(default=None, repr=False)
     step: int = 0
     state: dict = field(default_factory=dict, repr=False)  # training-mode state (running statistics)
+    diagnostics: dict | None = field(default=None, repr=False)  # diagnostics.npz's arrays (bpjax.diagnostics)
 
     @property
     def model(self) -> Model:
@@ -378,7 +379,10 @@ def load_run(run_dir, model: Model | None = None) -> Run:
     cfg, vocab, sha = read_run_start(d, model)
     params, opt_state, state, key_data, step, bn, history = load_checkpoint(d, cfg, vocab, sha)
     metrics = read_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
-    return Run(params, bn, vocab, cfg, metrics, history.arrays(), d, opt_state, key_data, step, state)
+    from . import diagnostics
+
+    diag = diagnostics.load(d) if (d / diagnostics.FILE).is_file() else None
+    return Run(params, bn, vocab, cfg, metrics, history.arrays(), d, opt_state, key_data, step, state, diag)
 
 
 def data_info(run_dir: Path) -> dict:

@@ -113,6 +113,28 @@ def all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.isfinite(p).all() for p in jax.tree_util.tree_leaves(tree)]))
 
 
+def train_step_fn(grad_fn: Callable, tx: optax.GradientTransformation, mesh=None) -> Callable:
+    """One training step as a ``lax.scan`` body: ``((params, opt_state, state), (X, Y)) ->
+    ((params, opt_state, state), loss)``; ``mesh``: the batch's rows split across it."""
+    if mesh is not None:
+        from jax.sharding import NamedSharding
+        from jax.sharding import PartitionSpec as P
+
+        from .distributed import AXIS
+
+        step_rows = NamedSharding(mesh, P(AXIS))  # [B, ...]
+
+    def one_step(carry, batch):
+        params, opt_state, state = carry
+        if mesh is not None:
+            batch = jax.lax.with_sharding_constraint(batch, step_rows)
+        (loss, state), grads = grad_fn(params, state, *batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state, state), loss
+
+    return one_step
+
+
 def train_chunk_fn(grad_fn: Callable, tx: optax.GradientTransformation, batch_size: int, unroll: int = 2,
                    mesh=None):
     """The pure ``chunk(params, opt_state, state, key_data, step0, Xtr, Ytr, length)``.
@@ -132,15 +154,8 @@ def train_chunk_fn(grad_fn: Callable, tx: optax.GradientTransformation, batch_si
         from .distributed import AXIS
 
         chunk_rows = NamedSharding(mesh, P(None, AXIS))  # [steps, B, ...]: each device draws its rows
-        step_rows = NamedSharding(mesh, P(AXIS))  # [B, ...]
 
-    def one_step(carry, batch):
-        params, opt_state, state = carry
-        if mesh is not None:
-            batch = jax.lax.with_sharding_constraint(batch, step_rows)
-        (loss, state), grads = grad_fn(params, state, *batch)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state, state), loss
+    one_step = train_step_fn(grad_fn, tx, mesh)
 
     def chunk(params, opt_state, state, key_data, step0, Xtr, Ytr, length):
         steps = step0 + jnp.arange(length, dtype=jnp.int32)
@@ -183,15 +198,17 @@ class ChunkRunner:
     """A jitted chunk function compiled ahead of time, once per chunk length: the one compile
     cache of train, sweep and bench. ``runner.compile(length, *args)`` gives the compiled chunk
     (time its calls, not this); ``runner(length, *args)`` compiles if needed and runs;
-    ``compile_seconds`` adds up the compiling."""
+    ``compile_seconds`` adds up the compiling. ``length`` may be a tuple of the chunk's static
+    arguments (a recorded chunk's ``(length, head)``)."""
 
     def __init__(self, jitted: Callable):
         self.jitted, self.compiled, self.compile_seconds = jitted, {}, 0.0
 
-    def compile(self, length: int, *args):
+    def compile(self, length, *args):
         if length not in self.compiled:
             t = time.perf_counter()
-            self.compiled[length] = self.jitted.lower(*args, length).compile()
+            static = length if isinstance(length, tuple) else (length,)
+            self.compiled[length] = self.jitted.lower(*args, *static).compile()
             self.compile_seconds += time.perf_counter() - t
         return self.compiled[length]
 

@@ -134,6 +134,9 @@ def sweep(base: Config, *, seeds: list[int], lrs: list[float], n_hiddens: list[i
         raise ConfigError("a sweep needs at least one seed, one learning rate and one hidden size")
     if base.steps < 1:
         raise ConfigError(f"a sweep needs --steps >= 1, got {base.steps}")
+    if base.diagnose_every or base.verify_every:
+        raise ConfigError("a sweep records no diagnostics and verifies nothing: use bpjax train (or fit) with "
+                          "--diagnose-every / --verify-every for one run")
     for h in n_hiddens:  # every combination is checked before anything trains
         for lr in lrs:
             for s in seeds:

@@ -31,7 +31,7 @@ import numpy as np
 from .config import GRADS, OPTIMIZERS, Config
 from .data import Vocab, load_dataset
 from .distributed import check_batch, local_value, make_mesh, replicate, to_local
-from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .errors import CheckpointError, ConfigError, TrainingDiverged, VerificationFailed
 from .models import n_params
 from .optim import StepDecayState, make_optimizer, sgd_step_decay
 from .report import Progress, loss_figure, plot_history, window_mean
@@ -103,6 +103,26 @@ class Training:
     steps_run: int = 0
     exec_seconds: float = 0.0
     lock: RunLock | None = None
+    recorder: object = None  # bpjax.diagnostics.Recorder, with --diagnose-every or --verify-every
+
+    def static(self, a: int, b: int):
+        """The compiled chunk's static arguments for steps [a, b): its length (and, with diagnostics or
+        verification, the plain steps before the first record and whether it starts with a check)."""
+        if self.recorder is None:
+            return b - a
+        from .diagnostics import static_args
+
+        return static_args(a, b, self.cfg.diagnose_every, self.cfg.verify_every)
+
+    def segments(self) -> list[tuple[int, int]]:
+        """The chunks from ``step`` to ``end``: cut every ``chunk`` steps and at every eval; with
+        ``--verify-every``, split where the checks need it (see ``diagnostics.verified_segments``)."""
+        segs = segments(self.step, self.end, [chunk_length(self.cfg), self.cfg.eval_every])
+        if not self.cfg.verify_every:
+            return segs
+        from .diagnostics import verified_segments
+
+        return verified_segments(segs, self.cfg.verify_every)
 
 
 def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None = None, resume=None,
@@ -156,20 +176,19 @@ def _fit(tr: Training, stop, t_wall: float, verbose: bool, progress_bar, save_pl
     mesh = tr.mesh
     log = print if verbose else (lambda *a, **k: None)
     log(_banner(tr))
-    runner = ChunkRunner(make_train_chunk(gradient_fn(tr.cfg.model, tr.cfg.grad), make_optimizer(tr.cfg),
-                                          tr.cfg.batch_size, mesh))
+    runner = ChunkRunner(_chunk_fn(tr))
     Xtr, Ytr, key = _data_on_devices(tr)
     progress = Progress(tr.cfg.steps, tr.step, min(10_000, max(1, tr.cfg.steps // 10)),
                         out=sys.stdout if verbose else None, bar=progress_bar if verbose else False)
-    first = next(iter(segments(tr.step, tr.end, [chunk_length(tr.cfg), tr.cfg.eval_every])), None)
+    first = next(iter(tr.segments()), None)
     if first is not None:  # the largest buffers, from XLA's memory analysis, before anything runs
-        compiled = runner.compile(first[1] - first[0], tr.params, tr.opt_state, tr.state, key, jnp.int32(first[0]),
+        compiled = runner.compile(tr.static(*first), tr.params, tr.opt_state, tr.state, key, jnp.int32(first[0]),
                                   Xtr, Ytr)
         check_compiled_fits(compiled, "--batch-size (or --chunk)")
     last_checkpoint = time.perf_counter()
     interrupted = stop.received
     with contextlib.closing(progress):
-        for a, b in segments(tr.step, tr.end, [chunk_length(tr.cfg), tr.cfg.eval_every]):
+        for a, b in tr.segments():
             if interrupted():  # a signal during start-up or compilation: stop before training
                 break
             losses = _train_segment(tr, runner, key, Xtr, Ytr, a, b)
@@ -200,7 +219,8 @@ def _fit(tr: Training, stop, t_wall: float, verbose: bool, progress_bar, save_pl
             f"(+{runner.compile_seconds:.1f} s compiling); {status}")
     local = lambda t: jax.tree_util.tree_map(jnp.asarray, to_local(t))  # noqa: E731
     return Run(local(tr.params), bn, tr.vocab, tr.cfg, metrics, tr.history.arrays(), tr.run_dir,
-               local(tr.opt_state), tr.key_data, tr.step, local(tr.state))
+               local(tr.opt_state), tr.key_data, tr.step, local(tr.state),
+               tr.recorder.arrays() if tr.recorder is not None else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,6 +312,22 @@ def _run_at_step_0(run_dir: Path, model=None) -> Run:
     return Run(params, None, vocab, cfg, {}, History().arrays(), run_dir, opt_state, key_data, 0, state)
 
 
+def _chunk_fn(tr: Training):
+    """The jitted chunk: the plain one, or with records (``--diagnose-every``, ``--verify-every``),
+    whose :class:`~bpjax.diagnostics.Recorder` is made here (continuing a resumed run's records)."""
+    cfg = tr.cfg
+    if not (cfg.diagnose_every or cfg.verify_every):
+        return make_train_chunk(gradient_fn(cfg.model, cfg.grad), make_optimizer(cfg), cfg.batch_size, tr.mesh)
+    from . import diagnostics as D
+
+    X, Y = (jnp.asarray(a[:cfg.batch_size]) for a in tr.splits["train"])
+    tr.recorder = D.Recorder.for_model(cfg.spec, tr.params, tr.state, X, Y, cfg.grad == "manual")
+    if tr.resumed_from is not None and tr.run_dir is not None and (tr.run_dir / D.FILE).is_file():
+        tr.recorder.continue_from(D.load(tr.run_dir), tr.step)
+    return D.make_recorded_chunk(cfg.spec, cfg.grad, make_optimizer(cfg), cfg.batch_size, cfg.diagnose_every,
+                                 tr.mesh)
+
+
 def _banner(tr: Training) -> str:
     return (f"bpjax train: {tr.cfg.model_name}, {n_params(tr.params):,} parameters, vocabulary {tr.vocab.size}, "
             f"{len(tr.splits['train'][0]):,} training rows, grad {tr.cfg.grad}, steps {tr.step:,}→{tr.end:,}"
@@ -312,15 +348,22 @@ def _train_segment(tr: Training, runner: ChunkRunner, key, Xtr, Ytr, a: int, b: 
     """Steps ``[a, b)`` in one chunk; the state advances only if every loss and parameter is finite.
     Otherwise the last good state is checkpointed and :class:`TrainingDiverged` says where."""
     args = (tr.params, tr.opt_state, tr.state, key, jnp.int32(a), Xtr, Ytr)
-    run_chunk = runner.compile(b - a, *args)  # compiled once per length, outside the timing
+    run_chunk = runner.compile(tr.static(a, b), *args)  # compiled once per length, outside the timing
     t = time.perf_counter()
-    params, opt_state, state, losses, finite = run_chunk(*args)
+    params, opt_state, state, losses, finite, *extras = run_chunk(*args)
     losses = local_value(losses)  # the one host round trip per chunk
     tr.exec_seconds += time.perf_counter() - t
+    extras = to_local(extras[0]) if extras else {}
+    if "records" in extras:
+        tr.recorder.add(extras["records"])
+    if "verify" in extras:  # --verify-every: checked before the chunk's state is taken
+        _verified(tr, extras["verify"])
     bad = ~np.isfinite(losses)
     if bad.any() or not bool(local_value(finite)):
-        _checkpoint(tr)  # the chunk's start: the last good state
         first = a + int(np.argmax(bad)) if bad.any() else b
+        if tr.recorder is not None:
+            tr.recorder.truncate(first + 1)  # how the statistics went, up to the divergence
+        _checkpoint(tr)  # the chunk's start: the last good state
         what = losses[bad][0] if bad.any() else "finite but the parameters did not"
         where = (f"the last good checkpoint (step {tr.step}) is in {tr.run_dir}" if tr.run_dir is not None
                  else "nothing was saved (no run directory)")
@@ -329,6 +372,26 @@ def _train_segment(tr: Training, runner: ChunkRunner, key, Xtr, Ytr, a: int, b: 
     tr.steps_run += b - a
     tr.history.lossi.extend(np.log10(losses).tolist())
     return losses
+
+
+def _verified(tr: Training, checks: dict) -> None:
+    """``--verify-every``: keep a chunk's checks (each on the parameters and minibatch of the step
+    about to be taken). At a failing row the records stop at its step, the chunk is dropped, the
+    state it started from is checkpointed, and :class:`VerificationFailed` names the step and the
+    parameter."""
+    for j, step in enumerate(checks["step"].tolist()):
+        failed = tr.recorder.add_verification(step, {"maxdiff": checks["maxdiff"][j], "scale": checks["scale"][j]})
+        if failed is None:
+            continue
+        name, maxdiff, bound = failed
+        tr.recorder.truncate(step + 1)
+        _checkpoint(tr)  # the chunk's start: the last state before the failing check
+        where = (f"the last good checkpoint (step {tr.step:,}) is in {tr.run_dir}" if tr.run_dir is not None
+                 else "nothing was saved (no run directory)")
+        raise VerificationFailed(
+            f"at step {step:,} the hand-written gradient of {name} disagrees with jax.grad: maxdiff {maxdiff:.3e} > "
+            f"{bound:.3e} (the pass rule: 1e-4 x max|oracle| + 1e-7 in float32); stopped ({where}); "
+            f"see bpjax check --model {tr.cfg.model_name}")
 
 
 def _evaluate(tr: Training, names):
@@ -347,6 +410,10 @@ def _checkpoint(tr: Training, bn=None) -> None:
     bn = tr.cfg.spec.eval_stats(p, st, tr.splits["train"][0]) if bn is None else bn
     save_checkpoint(tr.run_dir, p, to_local(tr.opt_state), st, tr.key_data, tr.step, bn, tr.history,
                     identity=run_identity(tr.cfg, tr.vocab, tr.data_info["sha256"]))
+    if tr.recorder is not None:
+        from . import diagnostics
+
+        diagnostics.save(tr.run_dir, tr.recorder)
 
 
 def _metrics(tr: Training, ev: dict, status: str, compile_seconds: float, wall_seconds: float) -> dict:
@@ -368,8 +435,12 @@ def _write_results(tr: Training, metrics: dict, save_plot: bool) -> None:
 
     atomic_write_json(tr.run_dir / "metrics.json", metrics)
     if save_plot and _is_main():
-        plot_history(tr.history.arrays(), tr.run_dir / "loss.png",
-                     title=f"{tr.cfg.model_name}, {tr.cfg.grad} gradients, seed {tr.cfg.seed}")
+        title = f"{tr.cfg.model_name}, {tr.cfg.grad} gradients, seed {tr.cfg.seed}"
+        plot_history(tr.history.arrays(), tr.run_dir / "loss.png", title=title)
+        if tr.recorder is not None:
+            from . import diagnostics
+
+            diagnostics.save_figure(tr.recorder.arrays(), tr.run_dir / diagnostics.FIGURE, title=title)
 
 
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))

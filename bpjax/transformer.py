@@ -87,6 +87,10 @@ def loss_manual(params, state, X, Y):
     """:func:`loss` from the custom_vjp layers: every backward hand-written."""
     return _loss(params, state, X, Y, L.MANUAL, MANUAL_SEQ)
 
+def loss_tapped(params, state, X, Y, tap, manual: bool):
+    """:func:`loss_manual` (``manual``) or :func:`loss`, every intermediate through ``tap``."""
+    return _loss(params, state, X, Y, *((L.MANUAL, MANUAL_SEQ) if manual else (L.PLAIN, PLAIN_SEQ)), tap)
+
 def logits_eval(params, state, X):
     return _logits(params, X, L.PLAIN, PLAIN_SEQ)
 
@@ -144,4 +148,5 @@ MODEL = Model(
           "n_layer": "Transformer blocks", "n_head": "attention heads (n-embd must divide by it)"},
     init=init, loss=loss, loss_manual=loss_manual, logits_eval=logits_eval, check_tables=check_tables,
     flops=flops, data="sequences", check_sizes=check_sizes,
+    loss_tapped=loss_tapped, probes=lambda name: name.endswith(".gelu"),
 )

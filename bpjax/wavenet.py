@@ -118,6 +118,11 @@ def loss_manual(params, state, X, Y):
     return _loss(params, state, X, Y, L.MANUAL)
 
 
+def loss_tapped(params, state, X, Y, tap, manual: bool):
+    """:func:`loss_manual` (``manual``) or :func:`loss`, every intermediate through ``tap``."""
+    return _loss(params, state, X, Y, L.MANUAL if manual else L.PLAIN, tap)
+
+
 def logits_eval(params, state, X):
     """Eval mode: batch norm with the running statistics. ``X`` [N, block_size] -> [N, V]."""
     def norm(s, x, bngain, bnbias):
@@ -197,4 +202,6 @@ MODEL = Model(
     flops=flops,
     min_batch=2,
     check_sizes=lambda sizes: n_stages(sizes["block_size"]),
+    loss_tapped=loss_tapped,
+    probes=lambda name: name.endswith(".h"),
 )
