@@ -17,11 +17,11 @@ your own trains through the same ``fit``.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import check, data, layers, mlp, models, train, wavenet
+from . import check, data, diagnostics, layers, mlp, models, train, wavenet
 from .check import Row, Table, check_vjp, compare
 from .config import Config
 from .data import Vocab, load_words, make_splits
-from .errors import BpjaxError, CheckpointError, ConfigError, DataError, TrainingDiverged
+from .errors import BpjaxError, CheckpointError, ConfigError, DataError, TrainingDiverged, VerificationFailed
 from .models import Model
 from .rundir import Run, load_run
 from .train import fit
@@ -31,6 +31,6 @@ try:
 except PackageNotFoundError:  # a source tree on sys.path without an install
     __version__ = "0+unknown"
 
-__all__ = ["check", "data", "layers", "mlp", "models", "train", "wavenet", "Row", "Table", "check_vjp", "compare",
-           "Vocab", "load_words", "make_splits", "BpjaxError", "CheckpointError", "ConfigError", "DataError",
-           "TrainingDiverged", "Config", "Model", "Run", "fit", "load_run"]
+__all__ = ["check", "data", "diagnostics", "layers", "mlp", "models", "train", "wavenet", "Row", "Table",
+           "check_vjp", "compare", "Vocab", "load_words", "make_splits", "BpjaxError", "CheckpointError", "ConfigError",
+           "DataError", "TrainingDiverged", "VerificationFailed", "Config", "Model", "Run", "fit", "load_run"]

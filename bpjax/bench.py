@@ -138,7 +138,7 @@ class _TrainLoop:
 
     def run(self, compile_only: bool = False):
         params, opt_state, state, key = self.start
-        for (a, b), static in zip(self.segments, self.static, strict=True):
+        for (a, _), static in zip(self.segments, self.static, strict=True):
             args = (params, opt_state, state, key, jnp.int32(a), self.Xtr, self.Ytr)
             chunk = self.runner.compile(static, *args)
             if compile_only:
@@ -313,7 +313,7 @@ def run_bench(*, data=None, steps: int = 20_000, repeats: int = 5, torch_steps: 
     for K in (4, 16) if want("vmap") else ():
         for grad in GRADS:
             bpjax_row("vmap", f"{grad}, {K} models under vmap", grad=grad, K=K, n_steps=scale_steps)
-    for model in (REFERENCE, "deep") if want("diagnostics") else ():
+    for model in ((REFERENCE,) if quick else (REFERENCE, "deep")) if want("diagnostics") else ():
         n = steps if model == REFERENCE else model_steps
         res = bench_diagnostics(*train_rows(model), V, model=model, steps=n, repeats=repeats)
         for variant, r in zip(("train", "diagnosed"), res, strict=True):

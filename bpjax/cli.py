@@ -3,7 +3,8 @@
 ``check`` compares every hand-written gradient of a model with ``jax.grad``; ``train`` trains any
 registered model (``--model``, default the notebook's MLP) with hand-written or autodiff
 gradients; ``sample`` prints names from a run; ``diagnose`` prints and draws a run's training
-diagnostics; ``bench`` measures training speed; ``sweep`` trains many seeds and learning rates at once. Model names, their size flags and the ``--grad`` choices
+diagnostics; ``bench`` measures training speed; ``sweep`` trains many seeds and learning rates at
+once. Model names, their size flags and the ``--grad`` choices
 come from the registry (:mod:`bpjax.models`) and the config (:mod:`bpjax.config`).
 
 Every error the user can fix prints one line, ``bpjax <cmd>: error: ...``, and exits 2.

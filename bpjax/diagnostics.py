@@ -74,16 +74,6 @@ KEYS = {
 # --------------------------------------------------------------------------------------------
 # Statistics, on device
 # --------------------------------------------------------------------------------------------
-def histogram(x, bins: int = BINS):
-    """``(counts [bins], range [2])``: ``x`` (any shape) counted into ``bins`` equal bins over
-    ``[min(x), max(x)]``, the lecture's ``torch.histogram`` (before its density scaling)."""
-    x = jnp.ravel(x).astype(jnp.float32)
-    lo, hi = x.min(), x.max()
-    width = jnp.where(hi > lo, (hi - lo) / bins, 1.0)
-    idx = jnp.clip(jnp.floor((x - lo) / width), 0, bins - 1).astype(jnp.int32)
-    return jnp.zeros((bins,), jnp.float32).at[idx].add(1.0), jnp.stack([lo, hi])
-
-
 def summarize(x):
     """``(mean, std, min, max, saturated share)`` of all of ``x``, float32, in one pass (one
     variadic reduce; the unbiased std). The sums are of ``d = x - x[0]``: a shift that keeps the
@@ -461,8 +451,7 @@ class Recorder:
                  "grad_mean": (0, W), "grad_std": (0, W), "grad_data": (0, W), "grad_hist": (0, W, BINS),
                  "grad_range": (0, W, 2), "update_data": (0, P), "verify_step": (0,), "verify_maxdiff": (0, P),
                  "verify_scale": (0, P), "verify_bound": (0, P), "verify_ok": (0, P)}
-        out = {"probe_names": np.array(self.probe_names, dtype=str), "weight_names": np.array(self.weight_names, dtype=str),
-               "param_names": np.array(self.param_names, dtype=str)}
+        out = {k: np.array(getattr(self, k), dtype=str) for k in ("probe_names", "weight_names", "param_names")}
         for k, shape in empty.items():
             src = self.verify if k.startswith("verify_") else self.diag
             key = "step" if k == "diag_step" else k
@@ -533,8 +522,8 @@ def summary(a: dict, at: int | None = None) -> str:
         lines.append(f"diagnostics at step {int(a['diag_step'][i]):,} ({len(a['diag_step']):,} records)")
         for j, n in enumerate(a["probe_names"]):
             lines.append(f"  {n:>12s}: mean {a['act_mean'][i, j]:+.2f}, std {a['act_std'][i, j]:.2f}, "
-                         f"saturated {100 * a['act_saturated'][i, j]:5.2f}% | grad mean {a['act_grad_mean'][i, j]:+.2e}, "
-                         f"std {a['act_grad_std'][i, j]:.2e}")
+                         f"saturated {100 * a['act_saturated'][i, j]:5.2f}% | grad mean "
+                         f"{a['act_grad_mean'][i, j]:+.2e}, std {a['act_grad_std'][i, j]:.2e}")
         pidx = {n: k for k, n in enumerate(a["param_names"])}
         for j, n in enumerate(a["weight_names"]):
             ud = a["update_data"][i, pidx[n]]
@@ -545,8 +534,8 @@ def summary(a: dict, at: int | None = None) -> str:
         passed = int(a["verify_ok"].all(1).sum())
         lines.append(f"verification: {passed:,}/{len(a['verify_step']):,} checks passed (steps "
                      f"{int(a['verify_step'][0]):,}..{int(a['verify_step'][-1]):,}); worst row "
-                     f"{a['param_names'][p]} at step {int(a['verify_step'][q]):,}: maxdiff {a['verify_maxdiff'][q, p]:.2e}"
-                     f" = {ratio[q, p]:.2g} x the bound")
+                     f"{a['param_names'][p]} at step {int(a['verify_step'][q]):,}: maxdiff "
+                     f"{a['verify_maxdiff'][q, p]:.2e} = {ratio[q, p]:.2g} x the bound")
     return "\n".join(lines) or "no records"
 
 

@@ -173,7 +173,6 @@ def _discard_if_untrained(tr: Training) -> None:
 def _fit(tr: Training, stop, t_wall: float, verbose: bool, progress_bar, save_plot: bool) -> Run:
     """fit's training and its final phase, under :func:`_signals_stop`: a signal ends the chunk in
     flight; evaluation, checkpoint and results are written whatever arrives meanwhile."""
-    mesh = tr.mesh
     log = print if verbose else (lambda *a, **k: None)
     log(_banner(tr))
     runner = ChunkRunner(_chunk_fn(tr))

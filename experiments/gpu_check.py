@@ -68,9 +68,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = ["--data", args.data] if args.data else []
     sizes = ({"bench": ["--quick", "--only", "vmap", "--steps", "100", "--repeats", "1", "--torch-steps", "20"],
-              "check": ["mlp"], "K": 8, "vmap_steps": 50, "train_steps": 20,
-              "train_flags": {"transformer": ["--n-layer", "1"]}} if args.tiny else
-             {"bench": [], "check": None, "K": 1024, "vmap_steps": 2_000, "train_steps": None, "train_flags": {}})
+              "check": ["mlp"], "K": 8, "vmap_steps": 50, "train_steps": 20, "train": ["mlp"]} if args.tiny else
+             {"bench": [], "check": None, "K": 1024, "vmap_steps": 2_000, "train_steps": None, "train": MODELS})
     result = {"device": dev, "tiny": args.tiny, "commands": []}
 
     def run(name, *a):
@@ -91,9 +90,8 @@ def main(argv=None) -> int:
     print(f"{'vmap sweep of ' + str(sizes['K']) + ' MLPs':28s} "
           f"{result['vmap_sweep']['model_steps_per_second']:,.0f} model-steps/s", flush=True)
     result["train"] = {}
-    for m in MODELS:
+    for m in sizes["train"]:
         steps = ["--steps", str(sizes["train_steps"])] if sizes["train_steps"] else []
-        steps += sizes["train_flags"].get(m, [])
         rc = run(f"train {m}", "train", "--model", m, *steps, "--out", str(out / f"train-{m}"), "--no-progress", *data)
         metrics = out / f"train-{m}" / "metrics.json"
         if rc == 0 and metrics.is_file():

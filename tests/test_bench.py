@@ -20,7 +20,8 @@ def test_bench_smoke(names_path, tmp_path):
         assert row["steps_per_second"] > 0
         assert row["flops_per_step"] is None or row["flops_per_step"] > 0  # the bigram has no matmul
     summary = set(result["summary"])
-    assert {"manual_over_autodiff", "vmap16_over_single_manual", "wavenet_manual_over_autodiff"} <= summary
+    assert {"manual_over_autodiff", "vmap16_over_single_manual", "wavenet_manual_over_autodiff",
+            "mlp_diagnosed_over_plain"} <= summary
     for row in result["rows"]:  # rows are keyed by data, not by their display names
         assert {"impl", "model", "grad", "variant", "K", "batch"} <= set(row), row
     assert {r["model"] for r in result["rows"]} == set(models.names())  # every registered model has rows

@@ -45,10 +45,10 @@ def test_gpu_check_runs_every_part_at_tiny_sizes(names_path, tmp_path, monkeypat
     res = json.loads((tmp_path / "gpu_check.json").read_text())
     assert res["device"]["platform"] == "cpu" and res["device"]["kind"]
     assert all(c["exit"] == 0 for c in res["commands"]), res["commands"]
-    assert {c["name"] for c in res["commands"]} >= {"check mlp float32", "check mlp float64", "bench", "train mlp",
-                                                    "train wavenet", "train transformer"}
+    assert {c["name"] for c in res["commands"]} == {"check mlp float32", "check mlp float64", "bench", "train mlp"}
+    assert res["train"]["mlp"]["steps"] == 20 and res["bench"]["rows"]
     assert res["vmap_sweep"]["models"] == 8 and res["vmap_sweep"]["model_steps_per_second"] > 0
-    assert set(res["train"]) == {"mlp", "wavenet", "transformer"}
+    assert set(res["train"]) == {"mlp"}  # tiny: one model through the training part (the full run trains three)
     assert all(t["steps"] == 20 and t["val_loss"] > 0 for t in res["train"].values())
     assert any(row["group"] == "vmap" for row in res["bench"]["rows"])
     md = (tmp_path / "gpu_check.md").read_text()

@@ -21,7 +21,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "run-0.1.0"
 
 # --- the registry ---------------------------------------------------------------------------
 def test_registry_names_and_models():
-    assert models.names() == ("mlp", "wavenet", "bigram", "bengio", "rnn", "gru", "bow", "transformer")
+    assert models.names() == ("mlp", "wavenet", "bigram", "bengio", "rnn", "gru", "bow", "transformer", "deep")
     for name in models.names():
         m = models.get(name)
         assert isinstance(m, Model) and m.name == name
