@@ -592,8 +592,6 @@ def draw(ax, a: dict, panel: str, at: int | None = None, legend: bool = True) ->
             x, y = _density(a["grad_hist"][i, j], a["grad_range"][i, j])
             ax.plot(x, y, label=f"{n}: std {a['grad_std'][i, j]:.2e}, grad:data {a['grad_data'][i, j]:.2e}")
         ax.set_xlabel(f"gradient at step {int(a['diag_step'][i]):,}")
-    if panel in ("act_grad", "grad"):
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
     elif panel == "update_data":
         pidx = {n: k for k, n in enumerate(a["param_names"])}
         for n in a["weight_names"]:
@@ -611,6 +609,8 @@ def draw(ax, a: dict, panel: str, at: int | None = None, legend: bool = True) ->
         ax.semilogy(a["verify_step"], worst, "o-", ms=3, label="worst parameter")
         ax.axhline(1, color="r", ls="--", lw=1, label="fails above")
         ax.set_xlabel("step")
+    if panel in ("act_grad", "grad"):
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
     if legend:
         ax.legend(fontsize=6)
     ax.grid(alpha=0.3)

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import models
 from .config import GRADS, OPTIMIZERS, Config
 from .data import Vocab, load_dataset
 from .distributed import check_batch, local_value, make_mesh, replicate, to_local
@@ -390,7 +391,8 @@ def _verified(tr: Training, checks: dict) -> None:
         raise VerificationFailed(
             f"at step {step:,} the hand-written gradient of {name} disagrees with jax.grad: maxdiff {maxdiff:.3e} > "
             f"{bound:.3e} (the pass rule: 1e-4 x max|oracle| + 1e-7 in float32); stopped ({where}); "
-            f"see bpjax check --model {tr.cfg.model_name}")
+            + (f"see bpjax check --model {tr.cfg.model_name}" if tr.cfg.model in models.names() else
+               "compare its layers with bpjax.check_vjp"))
 
 
 def _evaluate(tr: Training, names):

@@ -208,3 +208,21 @@ def test_train_diagnose_and_redraw(names_path, tmp_path):
     (out / "diagnostics.npz").write_bytes(b"not an archive")
     assert_one_line_error(run_cli("diagnose", "--run", str(out)), "is not a bpjax diagnostics file")
     assert_one_line_error(run_cli("train", "--model", "deep", "--batchnorm", "maybe"), "expected on or off")
+
+
+def test_each_panel_draws_its_own_records(names_path, require):
+    """The figure's panels, each from its own records (a slip once drew the checks on the first)."""
+    require("matplotlib")
+    a = fit(Config(steps=300, diagnose_every=100, verify_every=100), data=names_path, out=False,
+            verbose=False).diagnostics
+    fig = D.figure(a)
+    axes = {ax.get_title(): ax for ax in fig.axes}
+    act = axes["activation distribution"]
+    assert len(act.lines) == 1 and act.get_yscale() == "linear"
+    x = act.lines[0].get_xdata()
+    assert -1 <= x.min() and x.max() <= 1  # tanh outputs, not steps
+    check = axes["hand-written vs jax.grad: maxdiff / bound"]
+    np.testing.assert_array_equal(check.lines[0].get_xdata(), [0, 100, 200])
+    assert check.get_yscale() == "log"
+    ud = axes["update:data ratio (log10)"]
+    assert [ln.get_label() for ln in ud.lines] == ["C", "W1", "W2", "1e-3"]
