@@ -611,6 +611,11 @@ def draw(ax, a: dict, panel: str, at: int | None = None, legend: bool = True) ->
         ax.set_xlabel("step")
     if panel in ("act_grad", "grad"):
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+    if panel in ("update_data", "saturated", "verify"):  # steps: few ticks, 200,000 is "200k"
+        from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if abs(v) >= 10_000 else f"{v:g}"))
     if legend:
         ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
