@@ -116,9 +116,10 @@ DIAGNOSED = {"diagnose_every": 100, "verify_every": 1000}
 
 
 class _TrainLoop:
-    """``bpjax train``'s loop over ``steps`` without the files: chunks of ``cfg.chunk`` (cut at every
-    verification), each verification before its step, each chunk's losses (and records) brought
-    back to the host. Compiled on construction; ``run()`` trains from the same start each time."""
+    """``bpjax train``'s loop over ``steps`` without the files: its chunks (``cfg.chunk`` steps, or
+    :func:`bpjax.diagnostics.chunk_segments` with records and checks), each chunk's losses (and
+    records and checks) brought back to the host. Compiled on construction; ``run()`` trains from
+    the same start each time."""
 
     def __init__(self, cfg: Config, Xtr, Ytr, vocab_size: int, steps: int):
         from . import diagnostics as D
@@ -131,7 +132,7 @@ class _TrainLoop:
         self.runner = ChunkRunner(D.make_recorded_chunk(cfg.spec, cfg.grad, tx, cfg.batch_size, cfg.diagnose_every)
                                   if recording else make_train_chunk(gradient_fn(cfg.model, cfg.grad), tx,
                                                                      cfg.batch_size))
-        self.segments = D.verified_segments(segments(0, steps, [chunk_length(cfg)]), cfg.verify_every)
+        self.segments = (D.chunk_segments(cfg, 0, steps) if recording else segments(0, steps, [chunk_length(cfg)]))
         self.static = [D.static_args(a, b, cfg.diagnose_every, cfg.verify_every) if recording else b - a
                        for a, b in self.segments]
         self.run(compile_only=True)

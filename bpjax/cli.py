@@ -222,7 +222,8 @@ def cmd_diagnose(args) -> int:
     a = D.load(run)
     print(D.summary(a, args.step))
     out = Path(args.out) if args.out else run / D.FIGURE
-    cfg = read_json(run / "config.json").get("config", {}) if (run / "config.json").is_file() else {}
+    cfg = read_json(run / "config.json").get("config") if (run / "config.json").is_file() else None
+    cfg = cfg if isinstance(cfg, dict) else {}  # only for the title
     title = f"{cfg.get('model', '?')}, {cfg.get('grad', 'manual')} gradients, seed {cfg.get('seed', '?')} ({run.name})"
     if not D.save_figure(a, out, args.step, title=title):
         raise ConfigError("drawing the figures needs matplotlib: pip install 'bpjax[plot]'")
@@ -288,6 +289,9 @@ def main(argv=None) -> int:
         from .distributed import use_every_core
 
         use_every_core()  # one CPU device per core, before JAX starts: the vmapped models are sharded
+    import warnings
+
+    warnings.formatwarning = lambda message, *a, **k: f"bpjax {args.cmd}: warning: {message}\n"  # one line
     for stream in (sys.stdout, sys.stderr):  # a name in any script, even on an ASCII-only terminal
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")

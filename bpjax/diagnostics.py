@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,13 +61,14 @@ KEYS = {
     "act_grad_mean": "[R, A] gradient into each nonlinearity's output", "act_grad_std": "[R, A]",
     "act_grad_hist": "[R, A, BINS]", "act_grad_range": "[R, A, 2]",
     "weight_std": "[R, W]", "grad_mean": "[R, W]", "grad_std": "[R, W]",
-    "grad_data": "[R, W] std(grad) / std(weight)", "grad_hist": "[R, W, BINS]", "grad_range": "[R, W, 2]",
+    "grad_data": "[R, W] std(grad) / std(weight); NaN where the weight has no spread (a bigram table of zeros)",
+    "grad_hist": "[R, W, BINS]", "grad_range": "[R, W, 2]",
     "update_data": "[R, P] log10(std(update) / std(parameter)); NaN where the parameter has no spread",
     "verify_step": "[Q] the step of each verification",
     "verify_maxdiff": "[Q, P] max |hand-written - jax.grad| per parameter",
     "verify_scale": "[Q, P] max |jax.grad| per parameter",
     "verify_bound": "[Q, P] the pass rule's bound: rel * scale + abs",
-    "verify_ok": "[Q, P] maxdiff <= bound (and the hand-written gradient finite)",
+    "verify_ok": "[Q, P] maxdiff <= bound (maxdiff is +inf where the hand-written gradient is not finite)",
 }
 """``diagnostics.npz``'s arrays (R diagnostics records, Q verifications)."""
 
@@ -149,7 +151,8 @@ def record(acts: dict, d_acts: dict, params, grads, updates) -> dict:
     out["act_saturated"] = stats[:len(acts), 4]
     p_std = {k: _std(v) for k, v in p.items()}
     w_std = jnp.stack([p_std[k] for k in weights]) if weights else jnp.zeros((0,), jnp.float32)
-    out.update(weight_std=w_std, grad_data=out["grad_std"] / w_std)
+    out.update(weight_std=w_std, grad_data=jnp.where(w_std > 0, out["grad_std"] / jnp.where(w_std > 0, w_std, 1.0),
+                                                     jnp.nan))
     ps = jnp.stack(list(p_std.values()))
     us = jnp.stack([_std(u[k]) for k in p])
     out["update_data"] = jnp.where(ps > 0, jnp.log10(us / jnp.where(ps > 0, ps, 1.0)), jnp.nan)
@@ -157,9 +160,12 @@ def record(acts: dict, d_acts: dict, params, grads, updates) -> dict:
 
 
 def verification(manual, oracle) -> dict:
-    """Per parameter: ``maxdiff`` (max |manual - oracle|) and ``scale`` (max |oracle|), float32."""
+    """Per parameter: ``maxdiff`` (max |manual - oracle|; +inf where the hand-written gradient is not
+    finite, so that it fails whatever the bound, as in :func:`bpjax.check.compare_arrays`) and
+    ``scale`` (max |oracle|), float32."""
     m, o = tree_names(manual), tree_names(oracle)
-    diff = [jnp.max(jnp.abs(m[k] - o[k])).astype(jnp.float32) for k in o]
+    diff = [jnp.where(jnp.isfinite(m[k]).all(), jnp.max(jnp.abs(m[k] - o[k])), jnp.inf).astype(jnp.float32)
+            for k in o]
     scale = [jnp.max(jnp.abs(o[k])).astype(jnp.float32) for k in o]
     return {"maxdiff": jnp.stack(diff), "scale": jnp.stack(scale)}
 
@@ -373,6 +379,20 @@ def static_args(a: int, b: int, diagnose_every: int, verify_every: int) -> tuple
     return b - a, head, verify
 
 
+def chunk_segments(cfg, start: int, end: int) -> list[tuple[int, int]]:
+    """Training's chunks from ``start`` to ``end`` with diagnostics or checks: ``cfg.chunk`` steps
+    rounded down to a multiple of ``verify_every`` (else ``diagnose_every``), so that every chunk
+    starts on one and a run compiles one program (not one per ``head``); cut at every eval, then
+    split by :func:`verified_segments`."""
+    from .step import chunk_length, segments
+
+    n = chunk_length(cfg)
+    p = cfg.verify_every or cfg.diagnose_every
+    if p and p <= n:
+        n = n // p * p
+    return verified_segments(segments(start, end, [n, cfg.eval_every]), cfg.verify_every)
+
+
 def verified_segments(segments: list[tuple[int, int]], verify_every: int) -> list[tuple[int, int]]:
     """Training's chunks ``[a, b)`` split so that each holds its checks where the chunk can make
     them: up to the first multiple of ``verify_every`` (no check inside), then whole cycles of
@@ -394,8 +414,8 @@ class Recorder:
     """The records of a run, gathered chunk by chunk on the host; ``arrays()`` is ``diagnostics.npz``.
 
     ``add(records)`` keeps a chunk's diagnostics records; ``add_verification(step, result)`` keeps a
-    verification and returns its first failing row as ``(parameter, maxdiff, bound)`` (None when
-    every row passes the rule of its parameter's dtype).
+    verification and returns its first failing row as ``(parameter, maxdiff, bound, (rel, abs))``
+    (None when every row passes the rule of its parameter's dtype, ``(rel, abs)``).
     """
 
     def __init__(self, probe_names, weight_names, param_names, dtypes: list[str]):
@@ -427,13 +447,13 @@ class Recorder:
         maxdiff = np.asarray(result["maxdiff"], np.float64)
         scale = np.asarray(result["scale"], np.float64)
         bound = self.rel * scale + self.abs
-        ok = maxdiff <= bound  # NaN (a non-finite hand-written gradient) fails
+        ok = maxdiff <= bound  # NaN or inf (a non-finite hand-written gradient, see verification) fails
         self.verify.append({"verify_step": np.array([step]), "verify_maxdiff": maxdiff[None],
                             "verify_scale": scale[None], "verify_bound": bound[None], "verify_ok": ok[None]})
         if ok.all():
             return None
         p = int(np.argmin(ok))
-        return self.param_names[p], float(maxdiff[p]), float(bound[p])
+        return self.param_names[p], float(maxdiff[p]), float(bound[p]), (float(self.rel[p]), float(self.abs[p]))
 
     def truncate(self, step: int) -> None:
         """Drop records of steps ``>= step`` (a resumed run recomputes them)."""
@@ -444,15 +464,10 @@ class Recorder:
 
     def arrays(self) -> dict:
         """Every key of :data:`KEYS`, stacked over the records so far."""
-        A, W, P = len(self.probe_names), len(self.weight_names), len(self.param_names)
-        empty = {"diag_step": (0,), "act_mean": (0, A), "act_std": (0, A), "act_saturated": (0, A),
-                 "act_hist": (0, A, BINS), "act_range": (0, A, 2), "act_grad_mean": (0, A), "act_grad_std": (0, A),
-                 "act_grad_hist": (0, A, BINS), "act_grad_range": (0, A, 2), "weight_std": (0, W),
-                 "grad_mean": (0, W), "grad_std": (0, W), "grad_data": (0, W), "grad_hist": (0, W, BINS),
-                 "grad_range": (0, W, 2), "update_data": (0, P), "verify_step": (0,), "verify_maxdiff": (0, P),
-                 "verify_scale": (0, P), "verify_bound": (0, P), "verify_ok": (0, P)}
+        sizes = {"A": len(self.probe_names), "W": len(self.weight_names), "P": len(self.param_names), "R": 0, "Q": 0}
         out = {k: np.array(getattr(self, k), dtype=str) for k in ("probe_names", "weight_names", "param_names")}
-        for k, shape in empty.items():
+        for k, dims in {"diag_step": ("R",), "verify_step": ("Q",), **_SHAPES}.items():
+            shape = tuple(sizes.get(d, d) for d in dims)
             src = self.verify if k.startswith("verify_") else self.diag
             key = "step" if k == "diag_step" else k
             parts = [d[key] for d in src if key in d]
@@ -474,6 +489,13 @@ class Recorder:
 
 
 _DIAG_KEYS = [k for k in KEYS if not k.startswith("verify_") and not k.endswith("_names")]
+_SHAPES = {"act_mean": ("R", "A"), "act_std": ("R", "A"), "act_saturated": ("R", "A"), "act_hist": ("R", "A", BINS),
+           "act_range": ("R", "A", 2), "act_grad_mean": ("R", "A"), "act_grad_std": ("R", "A"),
+           "act_grad_hist": ("R", "A", BINS), "act_grad_range": ("R", "A", 2), "weight_std": ("R", "W"),
+           "grad_mean": ("R", "W"), "grad_std": ("R", "W"), "grad_data": ("R", "W"), "grad_hist": ("R", "W", BINS),
+           "grad_range": ("R", "W", 2), "update_data": ("R", "P"), "verify_maxdiff": ("Q", "P"),
+           "verify_scale": ("Q", "P"), "verify_bound": ("Q", "P"), "verify_ok": ("Q", "P")}
+"""Every array's dimensions: R records, Q checks, A nonlinearities, W weights, P parameters."""
 _VERIFY_KEYS = [k for k in KEYS if k.startswith("verify_")]
 
 
@@ -496,19 +518,22 @@ def load(path) -> dict:
         with np.load(f, allow_pickle=False) as z:
             missing = [k for k in KEYS if k not in z.files]
             a = {k: z[k] for k in KEYS if k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
         missing = None
     if missing is None or missing:
         what = "not a readable .npz archive" if missing is None else f"it lacks {', '.join(missing[:3])}"
-        raise CheckpointError(f"{f} is not a bpjax diagnostics file ({what}); delete it and train again with "
-                              "--diagnose-every")
-    A, W, P = (len(a[k]) for k in ("probe_names", "weight_names", "param_names"))
-    R, Q = len(a["diag_step"]), len(a["verify_step"])
-    want = {"act_mean": (R, A), "act_hist": (R, A, BINS), "act_grad_hist": (R, A, BINS), "grad_hist": (R, W, BINS),
-            "grad_data": (R, W), "update_data": (R, P), "verify_maxdiff": (Q, P), "verify_ok": (Q, P)}
-    for k, shape in want.items():
-        if a[k].shape != shape:
-            raise CheckpointError(f"{f} is malformed: {k} has shape {a[k].shape}, expected {shape}")
+        raise CheckpointError(f"{f} is not a bpjax diagnostics file ({what}); move it away (training records "
+                              "afresh from the checkpoint's step)")
+    for k in ("probe_names", "weight_names", "param_names", "diag_step", "verify_step"):
+        kind = "U" if k.endswith("names") else "iu"
+        if a[k].ndim != 1 or a[k].dtype.kind not in kind:
+            raise CheckpointError(f"{f} is malformed: {k} is {a[k].dtype} of shape {a[k].shape}, expected a list")
+    sizes = {"A": len(a["probe_names"]), "W": len(a["weight_names"]), "P": len(a["param_names"]),
+             "R": len(a["diag_step"]), "Q": len(a["verify_step"])}
+    for k, shape in _SHAPES.items():
+        want = tuple(sizes.get(d, d) for d in shape)
+        if a[k].shape != want:
+            raise CheckpointError(f"{f} is malformed: {k} has shape {a[k].shape}, expected {want}")
     return a
 
 

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -231,10 +232,16 @@ def _flat(prefix: str, tree) -> dict:
             for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+IDENTITY_OPTIONAL = {"diagnose_every": 0, "verify_every": 0}
+"""Settings added after the run identity was: left out of it at these (their default) values, so a
+run written before them keeps its identity. A later setting goes here too."""
+
+
 def run_identity(cfg: Config, vocab: Vocab, data_sha256: str) -> str:
     """The SHA-256 of what a checkpoint belongs to: the config, the vocabulary and the data's hash.
     A checkpoint records it; reading one beside another run's files (or edited ones) is refused."""
-    blob = json.dumps({"config": cfg.to_json(), "vocab": vocab.to_json(), "data_sha256": data_sha256},
+    config = {k: v for k, v in cfg.to_json().items() if IDENTITY_OPTIONAL.get(k, object()) != v}
+    blob = json.dumps({"config": config, "vocab": vocab.to_json(), "data_sha256": data_sha256},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -368,8 +375,9 @@ def read_run_start(run_dir: Path, model: Model | None = None) -> tuple[Config, V
     return cfg, vocab, sha
 
 
-def load_run(run_dir, model: Model | None = None) -> Run:
-    """A :class:`Run` from its directory: config, vocabulary, checkpoint, metrics and history.
+def load_run(run_dir, model: Model | None = None, diagnostics: bool = True) -> Run:
+    """A :class:`Run` from its directory: config, vocabulary, checkpoint, metrics and history (and
+    ``diagnostics.npz``'s records, unless ``diagnostics`` is False; a damaged file is a warning).
 
     ``model``: the :class:`~bpjax.models.Model` of a run trained with a model of your own.
     """
@@ -379,9 +387,14 @@ def load_run(run_dir, model: Model | None = None) -> Run:
     cfg, vocab, sha = read_run_start(d, model)
     params, opt_state, state, key_data, step, bn, history = load_checkpoint(d, cfg, vocab, sha)
     metrics = read_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
-    from . import diagnostics
+    from . import diagnostics as D
 
-    diag = diagnostics.load(d) if (d / diagnostics.FILE).is_file() else None
+    diag = None
+    if diagnostics and (d / D.FILE).is_file():  # a damaged one does not stop sampling or evaluating the run
+        try:
+            diag = D.load(d)
+        except CheckpointError as e:
+            warnings.warn(str(e), stacklevel=2)
     return Run(params, bn, vocab, cfg, metrics, history.arrays(), d, opt_state, key_data, step, state, diag)
 
 

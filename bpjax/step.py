@@ -199,7 +199,7 @@ class ChunkRunner:
     cache of train, sweep and bench. ``runner.compile(length, *args)`` gives the compiled chunk
     (time its calls, not this); ``runner(length, *args)`` compiles if needed and runs;
     ``compile_seconds`` adds up the compiling. ``length`` may be a tuple of the chunk's static
-    arguments (a recorded chunk's ``(length, head)``)."""
+    arguments (a recorded chunk's ``(length, head, verify)``)."""
 
     def __init__(self, jitted: Callable):
         self.jitted, self.compiled, self.compile_seconds = jitted, {}, 0.0

@@ -117,13 +117,12 @@ class Training:
 
     def segments(self) -> list[tuple[int, int]]:
         """The chunks from ``step`` to ``end``: cut every ``chunk`` steps and at every eval; with
-        ``--verify-every``, split where the checks need it (see ``diagnostics.verified_segments``)."""
-        segs = segments(self.step, self.end, [chunk_length(self.cfg), self.cfg.eval_every])
-        if not self.cfg.verify_every:
-            return segs
-        from .diagnostics import verified_segments
+        diagnostics or checks, see :func:`bpjax.diagnostics.chunk_segments`."""
+        if self.recorder is None:
+            return segments(self.step, self.end, [chunk_length(self.cfg), self.cfg.eval_every])
+        from .diagnostics import chunk_segments
 
-        return verified_segments(segs, self.cfg.verify_every)
+        return chunk_segments(self.cfg, self.step, self.end)
 
 
 def fit(cfg: Config | None = None, *, data=None, out=None, stop_at: int | None = None, resume=None,
@@ -289,7 +288,7 @@ def _resume(resume, cfg, out, stop_at, data, mesh, model=None) -> Training:
         raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
     lock = RunLock(run_dir) if _is_main() else None
     with _released_on_error(lock):
-        prev = (load_run(run_dir, model=model) if (run_dir / CHECKPOINT).exists()
+        prev = (load_run(run_dir, model=model, diagnostics=False) if (run_dir / CHECKPOINT).exists()
                 else _run_at_step_0(run_dir, model))  # stopped before its first checkpoint
         cfg = prev.config
         if prev.step == cfg.steps and prev.metrics.get("status") == "complete":
@@ -356,11 +355,12 @@ def _train_segment(tr: Training, runner: ChunkRunner, key, Xtr, Ytr, a: int, b: 
     extras = to_local(extras[0]) if extras else {}
     if "records" in extras:
         tr.recorder.add(extras["records"])
-    if "verify" in extras:  # --verify-every: checked before the chunk's state is taken
-        _verified(tr, extras["verify"])
     bad = ~np.isfinite(losses)
-    if bad.any() or not bool(local_value(finite)):
-        first = a + int(np.argmax(bad)) if bad.any() else b
+    diverged = bad.any() or not bool(local_value(finite))
+    first = (a + int(np.argmax(bad)) if bad.any() else b) if diverged else b
+    if "verify" in extras:  # --verify-every: the checks before the divergence (after it both sides are NaN)
+        _verified(tr, extras["verify"], before=first)
+    if diverged:
         if tr.recorder is not None:
             tr.recorder.truncate(first + 1)  # how the statistics went, up to the divergence
         _checkpoint(tr)  # the chunk's start: the last good state
@@ -374,23 +374,25 @@ def _train_segment(tr: Training, runner: ChunkRunner, key, Xtr, Ytr, a: int, b: 
     return losses
 
 
-def _verified(tr: Training, checks: dict) -> None:
-    """``--verify-every``: keep a chunk's checks (each on the parameters and minibatch of the step
-    about to be taken). At a failing row the records stop at its step, the chunk is dropped, the
-    state it started from is checkpointed, and :class:`VerificationFailed` names the step and the
-    parameter."""
+def _verified(tr: Training, checks: dict, before: int) -> None:
+    """``--verify-every``: keep a chunk's checks of steps before ``before`` (each on the parameters
+    and minibatch of the step about to be taken). At a failing row the records stop at its step,
+    the chunk is dropped, the state it started from is checkpointed, and
+    :class:`VerificationFailed` names the step, the parameter and the rule it broke."""
     for j, step in enumerate(checks["step"].tolist()):
+        if step >= before:
+            break
         failed = tr.recorder.add_verification(step, {"maxdiff": checks["maxdiff"][j], "scale": checks["scale"][j]})
         if failed is None:
             continue
-        name, maxdiff, bound = failed
+        name, maxdiff, bound, (rel, absolute) = failed
         tr.recorder.truncate(step + 1)
         _checkpoint(tr)  # the chunk's start: the last state before the failing check
-        where = (f"the last good checkpoint (step {tr.step:,}) is in {tr.run_dir}" if tr.run_dir is not None
-                 else "nothing was saved (no run directory)")
+        where = (f"the last good checkpoint (step {tr.step:,}, where this chunk began) is in {tr.run_dir}"
+                 if tr.run_dir is not None else "nothing was saved (no run directory)")
         raise VerificationFailed(
             f"at step {step:,} the hand-written gradient of {name} disagrees with jax.grad: maxdiff {maxdiff:.3e} > "
-            f"{bound:.3e} (the pass rule: 1e-4 x max|oracle| + 1e-7 in float32); stopped ({where}); "
+            f"{bound:.3e} (the pass rule: {rel:g} x max|oracle| + {absolute:g}); stopped ({where}); "
             + (f"see bpjax check --model {tr.cfg.model_name}" if tr.cfg.model in models.names() else
                "compare its layers with bpjax.check_vjp"))
 
@@ -409,12 +411,12 @@ def _checkpoint(tr: Training, bn=None) -> None:
         return
     p, st = to_local(tr.params), to_local(tr.state)
     bn = tr.cfg.spec.eval_stats(p, st, tr.splits["train"][0]) if bn is None else bn
-    save_checkpoint(tr.run_dir, p, to_local(tr.opt_state), st, tr.key_data, tr.step, bn, tr.history,
-                    identity=run_identity(tr.cfg, tr.vocab, tr.data_info["sha256"]))
-    if tr.recorder is not None:
+    if tr.recorder is not None:  # first: a kill between the two leaves records ahead, never behind
         from . import diagnostics
 
         diagnostics.save(tr.run_dir, tr.recorder)
+    save_checkpoint(tr.run_dir, p, to_local(tr.opt_state), st, tr.key_data, tr.step, bn, tr.history,
+                    identity=run_identity(tr.cfg, tr.vocab, tr.data_info["sha256"]))
 
 
 def _metrics(tr: Training, ev: dict, status: str, compile_seconds: float, wall_seconds: float) -> dict:

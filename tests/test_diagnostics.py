@@ -12,6 +12,7 @@ from bpjax.cli import build_parser
 from bpjax.config import Config
 from bpjax.errors import CheckpointError, ConfigError, VerificationFailed
 from bpjax.models import Model, n_params
+from bpjax.rundir import load_run as bpjax_load_run
 from bpjax.train import fit
 from conftest import assert_one_line_error, batch, run_cli
 
@@ -161,8 +162,9 @@ def _stale_bn_model(stale: bool) -> Model:
 def test_the_notebooks_stale_tensor_bug_stops_the_run_at_its_first_check(names_path, tmp_path):
     cfg = Config(_stale_bn_model(stale=True), steps=300, verify_every=100, diagnose_every=50)
     with pytest.raises(VerificationFailed, match=r"^at step 0 the hand-written gradient of (C|W1|b1|bngain|bnbias) "
-                                                 r"disagrees with jax.grad: maxdiff .* stopped \(the last good "
-                                                 r"checkpoint \(step 0\) is in"):
+                                                 r"disagrees with jax.grad: maxdiff .* \(the pass rule: 0.0001 x "
+                                                 r"max\|oracle\| \+ 1e-07\); stopped \(the last good checkpoint "
+                                                 r"\(step 0, where this chunk began\) is in"):
         fit(cfg, data=names_path, out=tmp_path / "run", verbose=False)
     a = D.load(tmp_path / "run")
     assert a["verify_step"].tolist() == [0] and not a["verify_ok"].all()
@@ -226,3 +228,32 @@ def test_each_panel_draws_its_own_records(names_path, require):
     assert check.get_yscale() == "log"
     ud = axes["update:data ratio (log10)"]
     assert [ln.get_label() for ln in ud.lines] == ["C", "W1", "W2", "1e-3"]
+
+
+def test_a_run_that_diverges_is_reported_as_diverging_not_as_a_failed_check(names_path, tmp_path):
+    """After a NaN both gradients are NaN: the checks after it are not failures of the backward."""
+    from bpjax.errors import TrainingDiverged
+
+    cfg = Config(steps=400, lr=1e6, diagnose_every=10, verify_every=20)
+    with pytest.raises(TrainingDiverged, match="loss became (nan|inf) at step 1;"):
+        fit(cfg, data=names_path, out=tmp_path / "run", verbose=False)
+    a = D.load(tmp_path / "run")  # one chunk, checks at 0, 20, ...: only the one before the divergence kept
+    assert a["verify_step"].tolist() == [0] and a["verify_ok"].all()
+    assert a["diag_step"].tolist() == [0]  # the records up to the divergence
+
+
+def test_a_damaged_diagnostics_file_is_one_line_on_resume(names_path, tmp_path):
+    cfg = Config(steps=200, diagnose_every=50, verify_every=100)
+    fit(cfg, data=names_path, out=tmp_path / "run", stop_at=100, verbose=False, save_plot=False)
+    f = tmp_path / "run" / D.FILE
+    arrays = dict(np.load(f))
+    arrays["act_std"] = arrays["act_std"][:, :0]  # readable, the wrong shape
+    np.savez(f, **arrays)
+    with pytest.raises(CheckpointError, match=r"is malformed: act_std has shape \(2, 0\), expected \(2, 1\)"):
+        fit(resume=tmp_path / "run", data=names_path, verbose=False)
+    arrays["diag_step"] = np.array("0")
+    np.savez(f, **{**arrays, "act_std": arrays["act_mean"]})
+    with pytest.raises(CheckpointError, match="diag_step is <U1 of shape \\(\\), expected a list"):
+        D.load(tmp_path / "run")
+    with pytest.warns(UserWarning, match="is malformed"):  # sampling a run needs no diagnostics
+        assert bpjax_load_run(tmp_path / "run").diagnostics is None

@@ -28,6 +28,12 @@ def test_registry_names_and_models():
         assert models.get(m) is m  # a Model passes through
     with pytest.raises(ConfigError, match="model must be one of mlp, wavenet, bigram, bengio, rnn"):
         models.get("gpt")
+    from bpjax.config import size_kind
+
+    for size in models.all_sizes():  # one CLI flag per size: every model that has it agrees on its type
+        kinds = {size_kind(models.get(n).sizes[size]) for n in models.names()
+                 if models.get(n).sizes.get(size) is not None}
+        assert len(kinds) == 1, (size, kinds)
 
 
 @pytest.mark.parametrize("name", models.names())
