@@ -257,3 +257,19 @@ def test_a_damaged_diagnostics_file_is_one_line_on_resume(names_path, tmp_path):
         D.load(tmp_path / "run")
     with pytest.warns(UserWarning, match="is malformed"):  # sampling a run needs no diagnostics
         assert bpjax_load_run(tmp_path / "run").diagnostics is None
+
+
+def test_the_new_settings_leave_older_runs_identity_alone():
+    """A run written before diagnose_every/verify_every existed recorded the hash of a config without
+    them: at their defaults they stay out of the hash, so its checkpoint still belongs to it."""
+    import hashlib
+    import json
+
+    from bpjax.data import Vocab
+    from bpjax.rundir import run_identity
+
+    cfg, vocab = Config(), Vocab.from_words(["emma", "ava"])
+    before = {k: v for k, v in cfg.to_json().items() if k not in ("diagnose_every", "verify_every")}
+    blob = json.dumps({"config": before, "vocab": vocab.to_json(), "data_sha256": "x"}, sort_keys=True)
+    assert run_identity(cfg, vocab, "x") == hashlib.sha256(blob.encode()).hexdigest()
+    assert run_identity(cfg.replace(diagnose_every=100), vocab, "x") != run_identity(cfg, vocab, "x")
