@@ -179,11 +179,11 @@ MODEL = Model(
     sizes=SIZES,
     help={"": "makemore part 3's deeper network: five linear, batch norm, tanh blocks of 100 and a linear, "
               "batch norm output (47,024 parameters); for --diagnose-every",
-          "n_blocks": "hidden linear-batchnorm-tanh blocks (deep)",
-          "batchnorm": "batch norm after every linear layer: on or off (deep)",
-          "gain": "init gain of the linear weights: 5/3 is tanh's, 1 shrinks (deep)",
+          "n_blocks": "hidden linear, batch norm, tanh blocks",
+          "batchnorm": "batch norm after every linear layer: on or off",
+          "gain": "init gain of the linear weights: 5/3 is tanh's, 1 lets activations shrink",
           "last_scale": "init scale of the last layer: its batch-norm gain, or its weight without "
-                        "batch norm (deep)"},
+                        "batch norm"},
     init=init,
     loss=loss,
     loss_manual=loss_manual,
