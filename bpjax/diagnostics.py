@@ -115,7 +115,29 @@ def histogram(x, bins: int = BINS):
 
 
 def _std(x):
-    return summarize(x)[1]
+    """The unbiased std of all of ``x`` alone: :func:`summarize`'s shifted sums without its min, max
+    and saturation (the parameters and updates of every record need only this)."""
+    x = jnp.ravel(x).astype(jnp.float32)
+    d = x - x[0]
+    n = x.size
+    s1, s2 = jax.lax.reduce((d, d * d), (jnp.float32(0), jnp.float32(0)), lambda a, b: (a[0] + b[0], a[1] + b[1]),
+                            (0,))
+    return jnp.sqrt(jnp.maximum((s2 - s1 * s1 / n) / (n - 1), 0.0)) if n > 1 else jnp.float32(jnp.nan)
+
+
+def probe_shapes(spec, params, state, X, Y, manual: bool) -> dict:
+    """``{name: ShapeDtypeStruct}`` of the model's nonlinearity outputs (``spec.probes``) on a batch
+    like ``X, Y``, in forward order, from one abstract forward; ``{}`` without ``loss_tapped``."""
+    found = {}
+
+    def tap(name, v):
+        if spec.probes(name):
+            found[name] = jax.ShapeDtypeStruct(v.shape, v.dtype)
+        return v
+
+    if spec.loss_tapped is not None:
+        jax.eval_shape(lambda p: spec.loss_tapped(p, state, X, Y, tap, manual)[0], params)
+    return found
 
 
 def is_weight(leaf) -> bool:
@@ -211,20 +233,8 @@ def recorded_chunk_fn(spec, grad: str, tx: optax.GradientTransformation, batch_s
     oracle_grad = jax.grad(lambda p, s, X, Y: spec.loss(p, s, X, Y)[0])
     manual_grad = jax.grad(lambda p, s, X, Y: spec.loss_manual(p, s, X, Y)[0])
 
-    def probe_shapes(params, state, X, Y):
-        found = {}
-
-        def tap(name, v):
-            if spec.probes(name):
-                found[name] = jax.ShapeDtypeStruct(v.shape, v.dtype)
-            return v
-
-        if spec.loss_tapped is not None:
-            jax.eval_shape(lambda p: spec.loss_tapped(p, state, X, Y, tap, manual)[0], params)
-        return found
-
     def grads_with_probes(params, state, X, Y):
-        zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in probe_shapes(params, state, X, Y).items()}
+        zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in probe_shapes(spec, params, state, X, Y, manual).items()}
         if not zeros:
             (loss, new_state), grads = gradient_fn(spec, grad)(params, state, X, Y)
             return loss, new_state, grads, {}, {}
@@ -429,13 +439,7 @@ class Recorder:
     @classmethod
     def for_model(cls, spec, params, state, X, Y, manual: bool = True) -> Recorder:
         """The names a run of ``spec`` records, read off one abstract forward on a batch like ``X, Y``."""
-        probes = []
-        if spec.loss_tapped is not None:
-            def tap(name, v):
-                if spec.probes(name):
-                    probes.append(name)
-                return v
-            jax.eval_shape(lambda p: spec.loss_tapped(p, state, X, Y, tap, manual)[0], params)
+        probes = list(probe_shapes(spec, params, state, X, Y, manual))
         weights, names = names_of(params)
         dtypes = [str(np.dtype(v.dtype)) for v in tree_names(params).values()]
         return cls(probes, weights, names, dtypes)
