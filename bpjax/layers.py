@@ -222,6 +222,24 @@ def linear_plain(x, W, b=None):
     return y if b is None else y + b
 
 
+def weight_grad(x, d_y):
+    """``x.T @ d_y`` for rows ``x`` [N, K] and ``d_y`` [N, M] -> [K, M]: a weight's gradient.
+
+    On XLA:CPU a dot that contracts the LHS's first axis misses the fast (YNN) GEMM path, and
+    its transposes are slow (~0.6 ns an element) and fuse their producers into a strided loop.
+    So one operand is transposed explicitly, behind optimization barriers (XLA cannot fold it
+    back into the dot): ``x.T`` (N·K elements), or, when that is more, ``d_y.T`` and the [M, K]
+    product, ``(d_y.T @ x).T`` (N·M + M·K). The value is the same. Measured (steps/s, same run):
+    Transformer 102 -> 114, BoW 1,816 -> 2,059, Bengio's MLP 2,065 -> 2,176 (the first rule alone,
+    before this choice: WaveNet 2,640 -> 3,080).
+    """
+    (n, k), m = x.shape, d_y.shape[1]
+    barrier = jax.lax.optimization_barrier
+    if n * m + m * k < n * k:
+        return barrier(barrier(d_y.T) @ x).T
+    return barrier(x.T) @ d_y
+
+
 def _linear_fwd(x, W, b=None):
     return linear_plain(x, W, b), (x, W, b is None)
 
@@ -231,12 +249,7 @@ def _linear_bwd(res, d_y):
     x2 = x.reshape(-1, x.shape[-1])
     d_y2 = d_y.reshape(-1, d_y.shape[-1])
     d_x = (d_y2 @ W.T).reshape(x.shape)
-    # x.T is materialised behind an optimization barrier so that XLA cannot fold the transpose
-    # back into the dot: on CPU a dot that contracts the LHS's first axis misses the fast (YNN)
-    # GEMM path. Measured: WaveNet step 2,640 -> 3,080 steps/s; the value is unchanged.
-    x2T = jax.lax.optimization_barrier(x2.T)
-    d_W = x2T @ d_y2
-    return d_x, d_W, None if no_bias else d_y2.sum(0)
+    return d_x, weight_grad(x2, d_y2), None if no_bias else d_y2.sum(0)
 
 
 linear = with_backward(linear_plain, _linear_fwd, _linear_bwd, doc="""

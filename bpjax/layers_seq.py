@@ -17,7 +17,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from .layers import with_backward
+from .layers import weight_grad, with_backward
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def _rnn_bwd(res, d_hs):
                           reverse=True)
     d_a = jnp.swapaxes(d_a, 0, 1)  # [B, T, H]
     rows = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731
-    d_W = jnp.concatenate([rows(x).T @ rows(d_a), rows(h_prev).T @ rows(d_a)], 0)
+    d_W = jnp.concatenate([weight_grad(rows(x), rows(d_a)), weight_grad(rows(h_prev), rows(d_a))], 0)
     return d_a @ Wx.T, g.sum(0, keepdims=True).reshape(start.shape), d_W, d_a.sum((0, 1))
 
 
@@ -176,7 +176,8 @@ def _gru_bwd(res, d_hs):
     grads = []
     for d_a, W, h_in in ((d_ar, Ws[0], h_prev), (d_az, Ws[1], h_prev), (d_an, Ws[2], r * h_prev)):
         d_x = d_x + d_a @ _split(W, E)[0].T
-        grads += [jnp.concatenate([xt.T @ rows(d_a), rows(h_in).T @ rows(d_a)], 0), rows(d_a).sum(0)]
+        d_W = jnp.concatenate([weight_grad(xt, rows(d_a)), weight_grad(rows(h_in), rows(d_a))], 0)
+        grads += [d_W, rows(d_a).sum(0)]
     return (jnp.swapaxes(d_x, 0, 1), g.sum(0, keepdims=True).reshape(start.shape), *grads)
 
 
@@ -296,21 +297,27 @@ def _attention_fwd(x, W_attn, b_attn, W_proj, b_proj):
     return out, (x, W_attn, W_proj, q, k, v, P, y)
 
 
+def _t(a):
+    """``a`` with its last two axes swapped, materialised (the batched dot ``a^T @ b`` that contracts
+    ``a``'s rows misses XLA:CPU's fast GEMM path, as in :func:`bpjax.layers.weight_grad`)."""
+    return jax.lax.optimization_barrier(jnp.swapaxes(a, -1, -2))
+
+
 def _attention_bwd(res, d_out):
     x, W_attn, W_proj, q, k, v, P, y = res
     C, n_head = x.shape[-1], W_attn.shape[2]
     scale = 1.0 / math.sqrt(C // n_head)
     rows = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731
-    d_W_proj, d_b_proj = rows(y).T @ rows(d_out), rows(d_out).sum(0)
+    d_W_proj, d_b_proj = weight_grad(rows(y), rows(d_out)), rows(d_out).sum(0)
     d_Yh = _heads(d_out @ W_proj.T, n_head)
     d_P = d_Yh @ jnp.swapaxes(v, -1, -2)
-    d_v = jnp.swapaxes(P, -1, -2) @ d_Yh
+    d_v = _t(P) @ d_Yh
     d_S = P * (d_P - (d_P * P).sum(-1, keepdims=True)) * scale
     d_q = d_S @ k
-    d_k = jnp.swapaxes(d_S, -1, -2) @ q
+    d_k = _t(d_S) @ q
     d_qkv = jnp.concatenate([_merge(d_q), _merge(d_k), _merge(d_v)], -1)
     d_x = d_qkv @ W_attn.reshape(C, 3 * C).T
-    d_W_attn = (rows(x).T @ rows(d_qkv)).reshape(W_attn.shape)
+    d_W_attn = weight_grad(rows(x), rows(d_qkv)).reshape(W_attn.shape)
     return d_x, d_W_attn, rows(d_qkv).sum(0).reshape(W_attn.shape[1:]), d_W_proj, d_b_proj
 
 
