@@ -110,4 +110,5 @@ MODEL = Model(
           "n_embd2": "second width: the hidden layer of makemore's MLP"},
     init=init, loss=loss, loss_manual=loss_manual, logits_eval=logits_eval, check_tables=check_tables,
     flops=flops, data="sequences", loss_tapped=loss_tapped, probes=lambda name: name == "h",
+    cpu_cores=1,
 )

@@ -70,4 +70,5 @@ MODEL = Model(
     init=init, loss=loss, loss_manual=loss_manual, logits_eval=logits_eval, check_tables=check_tables,
     data="sequences",
     loss_tapped=lambda p, s, X, Y, tap, manual: _loss(p, s, X, Y, L.MANUAL if manual else L.PLAIN, tap),
+    cpu_cores=1,
 )

@@ -108,4 +108,5 @@ MODEL = Model(
               "(12,827 parameters; AdamW 5e-4)"},
     init=init, loss=loss, loss_manual=loss_manual, logits_eval=logits_eval, check_tables=check_tables,
     flops=flops, data="sequences", loss_tapped=loss_tapped, probes=lambda name: name == "h",
+    cpu_cores=1,
 )

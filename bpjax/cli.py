@@ -160,6 +160,9 @@ def add_train_args(t: argparse.ArgumentParser) -> None:
     g = t.add_argument_group("parallel (data-parallel over a 1-D device mesh; see the README)")
     g.add_argument("--devices", type=_positive_int, default=1, metavar="N",
                    help="devices of each process to split every batch across (default 1)")
+    g.add_argument("--cores", type=_positive_int, metavar="N",
+                   help="CPU cores XLA may use (default: 1 for bigram, bengio, rnn, gru and bow, whose small "
+                        "kernels run faster on one; every core for the others)")
     g.add_argument("--coordinator", metavar="HOST:PORT", help="jax.distributed coordinator (process 0's address)")
     g.add_argument("--num-processes", type=int, metavar="P", help="processes in the cluster")
     g.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..P-1")
@@ -179,10 +182,40 @@ def _init_distributed(args) -> None:
         initialize(*cluster, bind=args.bind, timeout=args.timeout)
 
 
+def _use_cores(args) -> None:
+    """Pin the process to ``--cores`` cores, or to the model's default (``Model.cpu_cores``) when
+    training on one device of a CPU-only install, before JAX starts."""
+    import importlib.util
+
+    from . import models
+    from .config import Config
+    from .distributed import use_cores
+
+    n = args.cores
+    if n is None and args.devices == 1 and importlib.util.find_spec("jax_plugins") is None:
+        model = args.model
+        if args.resume is not None:
+            from pathlib import Path
+
+            from .rundir import read_json
+
+            try:
+                model = read_json(Path(args.resume) / "config.json")["config"]["model"]
+            except (BpjaxError, KeyError, TypeError):
+                model = None  # resuming reports what is wrong with the run directory
+        try:
+            n = models.get(model or Config().model).cpu_cores
+        except ConfigError:
+            n = None  # an unknown model: fit reports it
+    if n is not None:
+        use_cores(n)
+
+
 def cmd_train(args) -> int:
     from .config import Config
     from .train import fit
 
+    _use_cores(args)
     _init_distributed(args)
     given = {k: getattr(args, k) for k in train_flags() if getattr(args, k) is not None}
     if args.resume is not None:

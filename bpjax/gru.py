@@ -26,4 +26,5 @@ MODEL = Model(
     loss=loss, loss_manual=loss_manual, logits_eval=logits_eval, check_tables=check_tables,
     flops=partial(rnn.flops, gates=3), data="sequences", loss_tapped=loss_tapped,
     probes=lambda name: name == "hs",
+    cpu_cores=1,
 )

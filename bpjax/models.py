@@ -91,6 +91,10 @@ class Model:
     probes: Callable = lambda name: False  # noqa: E731
     """``probes(name) -> bool``: the tapped intermediates that are a nonlinearity's output (tanh,
     GELU, a recurrence's hidden states), whose statistics ``--diagnose-every`` records."""
+    cpu_cores: int | None = None
+    """Cores ``bpjax train`` lets XLA use on a CPU by default (None: every core). 1 for models whose
+    step is many small kernels: XLA splits each loop over its thread pool, and on them the hand-off
+    costs more than the second core gives (see :func:`bpjax.distributed.use_cores`)."""
 
     def __post_init__(self):
         if self.data not in DATA_LAYOUTS:

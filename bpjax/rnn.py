@@ -112,4 +112,5 @@ MODEL = Model(
     init=partial(init, cell="rnn"),
     loss=loss, loss_manual=loss_manual, logits_eval=logits_eval, check_tables=check_tables,
     flops=flops, data="sequences", loss_tapped=loss_tapped, probes=lambda name: name == "hs",
+    cpu_cores=1,
 )

@@ -32,6 +32,7 @@ import optax
 
 from .config import Config
 from .data import Vocab
+from .distributed import usable_cores
 from .errors import CheckpointError, ConfigError
 from .io import atomic_savez, atomic_write_json
 from .models import Model
@@ -151,6 +152,7 @@ def environment() -> dict:
         "optax": optax.__version__, "numpy": np.__version__, "platform": platform.platform(),
         "device": f"{dev.platform}:{getattr(dev, 'device_kind', dev.platform)}",
         "device_count": jax.device_count(), "process_count": jax.process_count(),
+        "cpu_cores": usable_cores(),  # the cores XLA's CPU thread pool was sized from (--cores)
     }
 
 

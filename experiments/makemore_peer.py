@@ -4,7 +4,9 @@ For each model: bpjax's parameters (float64) go into makemore.py's module throug
 ``bpjax.makemore.to_state_dict``; both compute the loss and the gradients of one batch of makemore's
 layout, PyTorch by autograd, bpjax by its hand-written backward (``loss_manual``); the table gives
 the loss difference and, per parameter, the float64 pass rule of ``bpjax.check``. Then each
-framework's training step is timed on this machine in the same run (PyTorch on its default threads).
+framework's training step is timed on this machine in the same run (PyTorch on its default threads;
+bpjax in a fresh process on the cores ``bpjax train`` gives the model, ``Model.cpu_cores``, the
+median of 5 timed chunks; makemore.py's figure is the median of the step times it prints).
 
     python experiments/makemore_peer.py                       # needs torch; makemore.py from ../shared/peers
     python experiments/makemore_peer.py --makemore PATH --steps 200
@@ -135,8 +137,20 @@ def makemore_loop_rates(makemore: Path, name: str, data: str, steps: int) -> lis
     return [1000.0 / t for t in ms]
 
 
-def time_bpjax(name: str, Xtr, Ytr, V: int, steps: int) -> float:
-    """bpjax's training step (the chunk ``bpjax train`` runs), steps/s, compiled ahead of time."""
+def time_bpjax_process(name: str, data: str, steps: int) -> float:
+    """:func:`time_bpjax` in a fresh process on the cores ``bpjax train`` gives the model by default
+    (``Model.cpu_cores``: XLA sizes its thread pool when JAX starts, so this cannot be set in a
+    process that has already run the PyTorch side's JAX code)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--time-bpjax", name, "--data", data, "--steps", str(steps)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"timing bpjax's {name} failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def time_bpjax(name: str, Xtr, Ytr, V: int, steps: int, repeats: int = 5) -> float:
+    """bpjax's training step (the chunk ``bpjax train`` runs), steps/s, compiled ahead of time: the
+    median of ``repeats`` timed chunks of ``steps`` steps (makemore's figure is a median too)."""
     from bpjax.step import ChunkRunner, make_train_chunk
 
     cfg = Config(name, steps=steps).with_data({"block_size": Xtr.shape[1]})
@@ -145,9 +159,12 @@ def time_bpjax(name: str, Xtr, Ytr, V: int, steps: int) -> float:
     args = (params, opt_state, state, key, jnp.int32(0), jnp.asarray(Xtr), jnp.asarray(Ytr))
     run = runner.compile(steps, *args)
     np.asarray(run(*args)[3])
-    t = time.perf_counter()
-    np.asarray(run(*args)[3])
-    return steps / (time.perf_counter() - t)
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.asarray(run(*args)[3])
+        rates.append(steps / (time.perf_counter() - t))
+    return statistics.median(rates)
 
 
 def main(argv=None) -> int:
@@ -156,7 +173,18 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=None)
     p.add_argument("--steps", type=int, default=300, help="timed steps per framework and model")
     p.add_argument("--out", default=str(ROOT / "experiments" / "results"))
+    p.add_argument("--time-bpjax", metavar="MODEL", help=argparse.SUPPRESS)  # the child of time_bpjax_process
     args = p.parse_args(argv)
+    if args.time_bpjax:
+        from bpjax.distributed import use_cores
+
+        spec = models.get(args.time_bpjax)
+        if spec.cpu_cores is not None:
+            use_cores(spec.cpu_cores)  # as bpjax train does, before JAX starts
+        words = load_words(args.data)
+        Xtr, Ytr = make_sequences(words, Vocab.from_words(words))["train"]
+        print(time_bpjax(args.time_bpjax, Xtr, Ytr, Vocab.from_words(words).size, args.steps))
+        return 0
     try:
         import torch
     except ImportError:
@@ -175,7 +203,8 @@ def main(argv=None) -> int:
         r["makemore_loop_steps_per_second"] = statistics.median(
             makemore_loop_rates(Path(args.makemore), name, data_path, args.steps))
         r["torch_steps_per_second"] = time_torch(mm, torch, name, Xtr, Ytr, V, T, args.steps)[0]
-        r["bpjax_steps_per_second"] = time_bpjax(name, Xtr, Ytr, V, max(args.steps, 100))
+        r["bpjax_steps_per_second"] = time_bpjax_process(name, data_path, max(args.steps, 100))
+        r["bpjax_cpu_cores"] = models.get(name).cpu_cores or "all"
         r["speedup"] = r["bpjax_steps_per_second"] / r["makemore_loop_steps_per_second"]
         r["speedup_over_model_step"] = r["bpjax_steps_per_second"] / r["torch_steps_per_second"]
         rows.append(r)
@@ -184,11 +213,12 @@ def main(argv=None) -> int:
               f"vs makemore.py {r['makemore_loop_steps_per_second']:,.0f} ({r['speedup']:.1f}x), its model "
               f"and AdamW alone {r['torch_steps_per_second']:,.0f} ({r['speedup_over_model_step']:.1f}x)", flush=True)
     md = ["| model | loss, bpjax | loss, PyTorch | gradients (float64 rule) | worst row | bpjax steps/s "
-          "| makemore.py steps/s | × | its model + AdamW alone, steps/s | × |",
-          "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+          "| bpjax cores | makemore.py steps/s | × | its model + AdamW alone, steps/s | × |",
+          "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         md.append(f"| {r['model']} | {r['loss_bpjax']:.12f} | {r['loss_torch']:.12f} | {'ok' if r['ok'] else 'FAIL'} "
                   f"| {r['worst']} {r['worst_maxdiff']:.1e} | {r['bpjax_steps_per_second']:,.0f} "
+                  f"| {r['bpjax_cpu_cores']} "
                   f"| {r['makemore_loop_steps_per_second']:,.0f} | {r['speedup']:.1f} "
                   f"| {r['torch_steps_per_second']:,.0f} | {r['speedup_over_model_step']:.1f} |")
     out = Path(args.out)
