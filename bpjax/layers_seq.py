@@ -364,7 +364,7 @@ def _context_linear_bwd(res, d_h):
     for k in range(K):  # d_P_k[v] += d_h at every position whose k-th token is v
         d_P = d_P.at[k, ids[..., k].reshape(-1)].add(d_rows)
     W3 = W.reshape(K, E, H)
-    d_wte = (W3 @ jnp.swapaxes(d_P, 1, 2)).sum(0).T  # sum_k d_P_k @ W_k^T, transposing d_P, not W
+    d_wte = (d_P @ jnp.swapaxes(W3, 1, 2)).sum(0)  # sum_k d_P_k @ W_k^T: a batched dot XLA:CPU runs as NT
     d_W = (jnp.broadcast_to(wte.T, (K, E, V)) @ d_P).reshape(K * E, H)
     return d_wte, None, d_W, d_rows.sum(0)
 
