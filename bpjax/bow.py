@@ -1,6 +1,6 @@
 """makemore's bag of words: each position averages the embeddings before it, then an MLP.
 
-    x = wte[X] + wpe[t]                              [B, T, E]
+    x = wte[X] + wpe[t]                              [T, B, E]  (time-major: see below)
     x = x + causal_mean(x)                           y_t = mean(x_0..x_t)   (makemore's CausalBoW)
     x = x + tanh(x @ W_fc + b_fc) @ W_proj + b_proj  (n_embd2 hidden)
     logits = x @ W_lm + b_lm                         [B, T, V]
@@ -8,6 +8,10 @@
 
 makemore's sizes (n_embd 64, n_embd2 64, T 16): 12,827 parameters with names.txt; PyTorch's
 default init (embeddings N(0, 1), Linears U(±1/√fan_in)).
+
+The activations are time-major ([T, B, ...]: ``X.T`` is embedded): the causal average is then one
+[T, T] @ [T, B·E] GEMM, with no transposes of the residual stream around it (+5-7% steps/s on one
+core); every other layer works on rows, in any order. ``logits_eval`` returns [N, T, V] as usual.
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ def init(key, *, vocab_size: int, n_embd: int = 64, n_embd2: int = 64, block_siz
 
 
 def _logits(params, X, ly: L.Layers, mean, tap=NO_TAP):
+    """``X`` [B, T] -> time-major logits [T, B, V]."""
     p = params
     with jax.named_scope("embedding"):
-        tok = tap("tok", ly.embedding(p["wte"], X))
-        pos = tap("pos", ly.embedding(p["wpe"], jnp.arange(X.shape[1])))
-        x = tap("x0", tok + pos)
+        tok = tap("tok", ly.embedding(p["wte"], X.T))  # [T, B, E]
+        pos = tap("pos", ly.embedding(p["wpe"], jnp.arange(X.shape[1])))  # [T, E]
+        x = tap("x0", tok + pos[:, None])
     with jax.named_scope("bow"):
-        x = tap("x1", x + tap("bow", mean(x)))
+        x = tap("x1", x + tap("bow", mean(x, 0)))
     with jax.named_scope("mlp"):
         h_pre = tap("h_pre", ly.linear(x, p["W_fc"], p["b_fc"]))
         h = tap("h", ly.tanh(h_pre))
@@ -50,7 +55,7 @@ def _logits(params, X, ly: L.Layers, mean, tap=NO_TAP):
 
 
 def _loss(params, state, X, Y, ly, mean, tap=NO_TAP):
-    return ly.cross_entropy_masked(_logits(params, X, ly, mean, tap), Y), state
+    return ly.cross_entropy_masked(_logits(params, X, ly, mean, tap), Y.T), state
 
 
 def loss(params, state, X, Y):
@@ -70,7 +75,8 @@ def loss_tapped(params, state, X, Y, tap, manual: bool):
 
 
 def logits_eval(params, state, X):
-    return _logits(params, X, L.PLAIN, S.causal_mean_plain)
+    """``X`` [N, T] -> logits [N, T, V]."""
+    return jnp.swapaxes(_logits(params, X, L.PLAIN, S.causal_mean_plain), 0, 1)
 
 
 def check_tables(params, state, X, Y) -> list:
@@ -80,14 +86,14 @@ def check_tables(params, state, X, Y) -> list:
     _, a, d, _ = tap_grads(lambda tap: _loss(params, state, X, Y, L.PLAIN, S.causal_mean_plain, tap)[0])
     p = params
     layers = vjp_table("bow layers: each custom_vjp against jax.grad of its plain twin", [
-        (L.cross_entropy_masked, L.cross_entropy_masked_plain, (a["logits"], Y), ("logits", "Y"), None),
+        (L.cross_entropy_masked, L.cross_entropy_masked_plain, (a["logits"], Y.T), ("logits", "Y"), None),
         (L.linear, L.linear_plain, (a["x2"], p["W_lm"], p["b_lm"]), ("x2", "W_lm", "b_lm"), d["logits"]),
         (L.linear, L.linear_plain, (a["h"], p["W_proj"], p["b_proj"]), ("h", "W_proj", "b_proj"), d["proj"]),
         (L.tanh, L.tanh_plain, (a["h_pre"],), ("h_pre",), d["h"]),
         (L.linear, L.linear_plain, (a["x1"], p["W_fc"], p["b_fc"]), ("x1", "W_fc", "b_fc"), d["h_pre"]),
-        (S.causal_mean, S.causal_mean_plain, (a["x0"],), ("x0",), d["bow"]),
+        (lambda x: S.causal_mean(x, 0), lambda x: S.causal_mean_plain(x, 0), (a["x0"],), ("x0",), d["bow"]),
         (L.embedding, L.embedding_plain, (p["wpe"], jnp.arange(X.shape[1])), ("wpe", "pos"), d["pos"]),
-        (L.embedding, L.embedding_plain, (p["wte"], X), ("wte", "X"), d["tok"]),
+        (L.embedding, L.embedding_plain, (p["wte"], X.T), ("wte", "X"), d["tok"]),
     ], dtype=str(a["logits"].dtype))
     model = model_table(lambda p: loss_manual(p, state, X, Y)[0], lambda p: loss(p, state, X, Y)[0], params,
                         title="whole bow: grad(loss_manual) vs grad(loss)")

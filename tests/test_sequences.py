@@ -196,6 +196,8 @@ def seq_layer_inputs(name, B, T, dtype, seed):
     E, H, C, nh = 4, 6, 8, 2
     if name == "causal_mean":
         return (S.causal_mean, S.causal_mean_plain, (normal((B, T, C)),), ["x"])
+    if name == "causal_mean_time_major":  # BoW's: time first, the average one [T, T] GEMM
+        return (lambda x: S.causal_mean(x, 0), lambda x: S.causal_mean_plain(x, 0), (normal((T, B, C)),), ["x"])
     if name == "rnn":
         return (S.rnn, S.rnn_plain, (normal((B, T, E)), normal((1, H), 0.5), normal((E + H, H), 0.4),
                                      normal((H,), 0.1)), ["x", "start", "W", "b"])
@@ -219,7 +221,7 @@ def seq_layer_inputs(name, B, T, dtype, seed):
     raise KeyError(name)
 
 
-SEQ_LAYERS = ["causal_mean", "rnn", "gru", "layernorm", "gelu", "attention", "context_linear"]
+SEQ_LAYERS = ["causal_mean", "causal_mean_time_major", "rnn", "gru", "layernorm", "gelu", "attention", "context_linear"]
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
@@ -252,6 +254,21 @@ def test_future_positions_get_exactly_zero_gradient(name):
         g = jax.grad(lambda x, t=t: f_man(x, *rest)[:, t].sum())(x)
         assert (g[:, t + 1:] == 0).all(), (name, t)
         assert (g[:, t] != 0).any()
+
+
+def test_time_major_causal_mean_is_the_batch_first_one_transposed():
+    """The same averages and gradients along axis 0 of x.T as along axis 1 of x; the future of a
+    time-major position gets exactly zero gradient."""
+    x = jax.random.normal(jax.random.key(5), (3, 6, 4))
+    xt = jnp.swapaxes(x, 0, 1)
+    np.testing.assert_allclose(jnp.swapaxes(S.causal_mean(xt, 0), 0, 1), S.causal_mean(x), rtol=1e-6, atol=1e-7)
+    w = jax.random.normal(jax.random.key(6), x.shape)
+    g1 = jax.grad(lambda x: (S.causal_mean(x) * w).sum())(x)
+    g0 = jax.grad(lambda xt: (S.causal_mean(xt, 0) * jnp.swapaxes(w, 0, 1)).sum())(xt)
+    np.testing.assert_allclose(jnp.swapaxes(g0, 0, 1), g1, rtol=1e-6, atol=1e-7)
+    for t in range(6):
+        g = jax.grad(lambda xt, t=t: S.causal_mean(xt, 0)[t].sum())(xt)
+        assert (g[t + 1:] == 0).all() and (g[t] != 0).all()
 
 
 # --- makemore state dicts -------------------------------------------------------------------
