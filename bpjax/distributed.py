@@ -69,15 +69,25 @@ def use_every_core(environ=os.environ) -> int | None:
     return n
 
 
-def use_cores(n: int) -> int | None:
-    """Let this process (and so XLA's CPU thread pool, sized from it) run on ``n`` of its usable cores.
+def _current_cpu() -> int | None:
+    """The CPU this process last ran on (``/proc/self/stat``'s field 39), None where unknown."""
+    try:
+        with open("/proc/self/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[36])
+    except (OSError, ValueError, IndexError):
+        return None
 
-    XLA's CPU client sizes its intra-op thread pool from the process's CPU affinity and splits each
-    elementwise loop and GEMM of a step across it. For a step of many small kernels (the makemore
-    models at batch 32) the hand-off costs more than the second core gives: measured on a 2-core VM,
-    one core is 6-24% faster for bigram, bengio, rnn, gru and bow, the same for the others
-    (``Model.cpu_cores``). Like ``taskset -c``, this must run before JAX starts its backends
-    (``bpjax train`` calls it first thing, ``--cores N``).
+
+def use_cores(n: int) -> int | None:
+    """Keep this process (and so XLA's CPU thread pool, sized from it) on ``n`` of its usable cores.
+
+    XLA's CPU client sizes its intra-op thread pool from the process's CPU affinity. A step of many
+    small kernels (the makemore models at batch 32) runs them one after another; on one pinned core
+    it is faster than spread over two (no hand-offs, warm caches): measured on a 2-core VM, 6-24%
+    for bigram, bengio, rnn, gru and bow, nothing for the others (``Model.cpu_cores``). The cores
+    are the one the scheduler has put this process on and the next usable ones, so two runs started
+    side by side land on different cores. Like ``taskset -c``, this must run before JAX starts its
+    backends (``bpjax train`` calls it first thing, ``--cores N``).
 
     Returns the core count set, or None where it changed nothing: JAX has started, ``n`` is not
     fewer than the usable cores, or the platform has no CPU affinity.
@@ -90,7 +100,9 @@ def use_cores(n: int) -> int | None:
         return None
     if n >= len(cores) or _backends_started():
         return None
-    os.sched_setaffinity(0, cores[:n])
+    here = _current_cpu()
+    start = cores.index(here) if here in cores else 0
+    os.sched_setaffinity(0, [cores[(start + i) % len(cores)] for i in range(n)])
     return n
 
 
