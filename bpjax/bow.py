@@ -1,10 +1,10 @@
 """makemore's bag of words: each position averages the embeddings before it, then an MLP.
 
     x = wte[X] + wpe[t]                              [T, B, E]  (time-major: see below)
-    x = x + causal_mean(x)                           y_t = mean(x_0..x_t)   (makemore's CausalBoW)
+    x = x + causal_mean(x, 0)                        y_t = mean(x_0..x_t)   (makemore's CausalBoW)
     x = x + tanh(x @ W_fc + b_fc) @ W_proj + b_proj  (n_embd2 hidden)
-    logits = x @ W_lm + b_lm                         [B, T, V]
-    loss = cross_entropy_masked(logits, Y)
+    logits = x @ W_lm + b_lm                         [T, B, V]   (logits_eval: [N, T, V])
+    loss = cross_entropy_masked(logits, Y.T)
 
 makemore's sizes (n_embd 64, n_embd2 64, T 16): 12,827 parameters with names.txt; PyTorch's
 default init (embeddings N(0, 1), Linears U(±1/√fan_in)).

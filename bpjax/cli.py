@@ -160,9 +160,12 @@ def add_train_args(t: argparse.ArgumentParser) -> None:
     g = t.add_argument_group("parallel (data-parallel over a 1-D device mesh; see the README)")
     g.add_argument("--devices", type=_positive_int, default=1, metavar="N",
                    help="devices of each process to split every batch across (default 1)")
+    from .distributed import one_core_models
+
     g.add_argument("--cores", type=_positive_int, metavar="N",
-                   help="CPU cores XLA may use (default: 1 for bigram, bengio, rnn, gru and bow, whose small "
-                        "kernels run faster on one; every core for the others)")
+                   help=f"CPU cores XLA may use; N at or above the usable cores changes nothing (default: one "
+                        f"for {', '.join(one_core_models())}, whose small kernels run faster pinned to one, "
+                        "on one CPU device of one process; every core otherwise)")
     g.add_argument("--coordinator", metavar="HOST:PORT", help="jax.distributed coordinator (process 0's address)")
     g.add_argument("--num-processes", type=int, metavar="P", help="processes in the cluster")
     g.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..P-1")
@@ -183,16 +186,13 @@ def _init_distributed(args) -> None:
 
 
 def _use_cores(args) -> None:
-    """Pin the process to ``--cores`` cores, or to the model's default (``Model.cpu_cores``) when
-    training on one device of a CPU-only install, before JAX starts."""
-    import importlib.util
-
-    from . import models
+    """Pin the process to ``--cores`` cores, or to the model's default (:func:`bpjax.distributed.default_cores`:
+    ``Model.cpu_cores`` on one CPU device of one process), before JAX starts."""
     from .config import Config
-    from .distributed import use_cores
+    from .distributed import default_cores, use_cores
 
     n = args.cores
-    if n is None and args.devices == 1 and importlib.util.find_spec("jax_plugins") is None:
+    if n is None:
         model = args.model
         if args.resume is not None:
             from pathlib import Path
@@ -203,10 +203,8 @@ def _use_cores(args) -> None:
                 model = read_json(Path(args.resume) / "config.json")["config"]["model"]
             except (BpjaxError, KeyError, TypeError):
                 model = None  # resuming reports what is wrong with the run directory
-        try:
-            n = models.get(model or Config().model).cpu_cores
-        except ConfigError:
-            n = None  # an unknown model: fit reports it
+        cluster = any(v is not None for v in (args.coordinator, args.num_processes, args.process_id))
+        n = default_cores(model or Config().model, devices=args.devices, cluster=cluster)
     if n is not None:
         use_cores(n)
 

@@ -85,12 +85,14 @@ def use_cores(n: int) -> int | None:
     small kernels (the makemore models at batch 32) runs them one after another; on one pinned core
     it is faster than spread over two (no hand-offs, warm caches): measured on a 2-core VM, 6-24%
     for bigram, bengio, rnn, gru and bow, nothing for the others (``Model.cpu_cores``). The cores
-    are the one the scheduler has put this process on and the next usable ones, so two runs started
-    side by side land on different cores. Like ``taskset -c``, this must run before JAX starts its
-    backends (``bpjax train`` calls it first thing, ``--cores N``).
+    are the one the scheduler has put this process on and the next usable ones (the first usable
+    core where ``/proc`` does not say), so two runs started side by side usually land on different
+    cores; once pinned they stay. It applies to the calling thread and the threads it starts later
+    (XLA's pool among them), as ``sched_setaffinity`` does. Like ``taskset -c``, this must run
+    before JAX starts its backends (``bpjax train`` calls it first thing, ``--cores N``).
 
     Returns the core count set, or None where it changed nothing: JAX has started, ``n`` is not
-    fewer than the usable cores, or the platform has no CPU affinity.
+    fewer than the usable cores, or the platform has no CPU affinity or refuses it.
     """
     if n < 1:
         raise ConfigError(f"cores must be a positive integer, got {n}")
@@ -102,8 +104,42 @@ def use_cores(n: int) -> int | None:
         return None
     here = _current_cpu()
     start = cores.index(here) if here in cores else 0
-    os.sched_setaffinity(0, [cores[(start + i) % len(cores)] for i in range(n)])
+    try:
+        os.sched_setaffinity(0, [cores[(start + i) % len(cores)] for i in range(n)])
+    except OSError:  # a sandbox that forbids it, a CPU set that just changed: only speed is lost
+        return None
     return n
+
+
+def cpu_only(environ=os.environ) -> bool:
+    """Whether JAX will run on the CPU: ``JAX_PLATFORMS`` says so, or, unset, no accelerator plugin
+    (CUDA/ROCm ``jax_plugins``, ``libtpu``) is installed."""
+    import importlib.util
+
+    platforms = environ.get("JAX_PLATFORMS", "").strip()
+    if platforms:
+        return {p.strip() for p in platforms.split(",")} == {"cpu"}
+    return all(importlib.util.find_spec(m) is None for m in ("jax_plugins", "libtpu"))
+
+
+def one_core_models() -> list[str]:
+    """The registered models whose default is one CPU core (``Model.cpu_cores == 1``)."""
+    from . import models
+
+    return [n for n in models.names() if models.get(n).cpu_cores == 1]
+
+
+def default_cores(model: str, *, devices: int = 1, cluster: bool = False, environ=os.environ) -> int | None:
+    """The cores ``bpjax train`` gives ``model`` when ``--cores`` is not given: ``Model.cpu_cores``
+    for one device of one process on a CPU, else None (every core). An unknown model: None."""
+    from . import models
+
+    if devices != 1 or cluster or not cpu_only(environ):
+        return None
+    try:
+        return models.get(model).cpu_cores
+    except ConfigError:
+        return None
 
 
 def default_sweep_devices() -> int:

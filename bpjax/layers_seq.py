@@ -40,9 +40,10 @@ def _time_matmul(M, x, axis: int):
 
 
 def causal_mean_plain(x, axis: int = 1):
-    """``x`` [B, T, C] -> ``y`` [B, T, C], ``y[:, t] = x[:, :t+1].mean(1)`` (makemore's ``CausalBoW``:
-    a softmax over zeros with the future masked is exactly this average). ``axis``: the time axis
-    (0 for time-major [T, B, C], which BoW uses: the average is then one GEMM)."""
+    """``x`` with its time axis at ``axis`` (default 1: [B, T, C]) -> ``y`` of the same shape, position
+    t the mean of positions 0..t: ``y[:, t] = x[:, :t+1].mean(1)`` for [B, T, C] (makemore's
+    ``CausalBoW``: a softmax over zeros with the future masked is exactly this average). ``axis`` 0
+    is time-major [T, B, C], which BoW uses: the average is then one [T, T] GEMM."""
     return _time_matmul(_causal_weights(x.shape[axis], x.dtype), x, axis)
 
 
@@ -58,7 +59,7 @@ def _causal_mean_bwd(axis, _, d_y):
 
 causal_mean = with_backward(causal_mean_plain, _causal_mean_fwd, _causal_mean_bwd, nondiff_argnums=(1,), doc="""
 :func:`causal_mean_plain` with the backward ``d_x_s = sum_{t >= s} d_y_t / (t + 1)`` (``A^T @ d_y``).
-``axis`` (the time axis, default 1) is passed by position.""")
+``axis``: the time axis (default 1), not differentiated.""")
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ A model is a handful of pure functions over ``(params, state)`` pytrees, describ
 * ``loss_tapped(params, state, X, Y, tap, manual) -> (loss, new_state)``: the training loss
   (``manual``: ``loss_manual``'s, else ``loss``'s) with every named intermediate passed through
   ``tap(name, value)`` (see :class:`bpjax.check.Tap`), and ``probes(name) -> bool`` picking the
-  nonlinearities' outputs among them: what ``--diagnose-every`` records (optional).
+  nonlinearities' outputs among them: what ``--diagnose-every`` records (optional);
+* ``cpu_cores``: the CPU cores ``bpjax train`` pins the model to by default (None: every core; see
+  :func:`bpjax.distributed.use_cores`).
 
 Every model module exports one ``MODEL``; :func:`get` and :func:`names` read the registry below.
 Adding a model is one new module plus one line in :data:`_MODULES`. A model of your own needs no

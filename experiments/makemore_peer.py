@@ -34,6 +34,7 @@ import numpy as np
 from bpjax import Config, models
 from bpjax.check import compare
 from bpjax.data import Vocab, load_words, make_sequences, resolve_data_path
+from bpjax.distributed import default_cores
 from bpjax.io import atomic_write_json, atomic_write_text
 from bpjax.makemore import to_state_dict
 from bpjax.optim import make_optimizer
@@ -144,7 +145,8 @@ def time_bpjax_process(name: str, data: str, steps: int) -> float:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--time-bpjax", name, "--data", data, "--steps", str(steps)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
-        raise RuntimeError(f"timing bpjax's {name} failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+        last = ((proc.stderr or proc.stdout).strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"timing bpjax's {name} failed (exit {proc.returncode}): {last}")
     return float(proc.stdout.strip().splitlines()[-1])
 
 
@@ -171,16 +173,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--makemore", default=str(ROOT.parent / "shared" / "peers" / "makemore.py"))
     p.add_argument("--data", default=None)
-    p.add_argument("--steps", type=int, default=300, help="timed steps per framework and model")
+    p.add_argument("--steps", type=int, default=300, help="timed steps per framework and model (bpjax: the "
+                   "median of 5 chunks of this many)")
     p.add_argument("--out", default=str(ROOT / "experiments" / "results"))
     p.add_argument("--time-bpjax", metavar="MODEL", help=argparse.SUPPRESS)  # the child of time_bpjax_process
     args = p.parse_args(argv)
     if args.time_bpjax:
         from bpjax.distributed import use_cores
 
-        spec = models.get(args.time_bpjax)
-        if spec.cpu_cores is not None:
-            use_cores(spec.cpu_cores)  # as bpjax train does, before JAX starts
+        n = default_cores(args.time_bpjax)
+        if n is not None:
+            use_cores(n)  # as bpjax train does, before JAX starts
         words = load_words(args.data)
         Xtr, Ytr = make_sequences(words, Vocab.from_words(words))["train"]
         print(time_bpjax(args.time_bpjax, Xtr, Ytr, Vocab.from_words(words).size, args.steps))
@@ -204,7 +207,7 @@ def main(argv=None) -> int:
             makemore_loop_rates(Path(args.makemore), name, data_path, args.steps))
         r["torch_steps_per_second"] = time_torch(mm, torch, name, Xtr, Ytr, V, T, args.steps)[0]
         r["bpjax_steps_per_second"] = time_bpjax_process(name, data_path, max(args.steps, 100))
-        r["bpjax_cpu_cores"] = models.get(name).cpu_cores or "all"
+        r["bpjax_cpu_cores"] = default_cores(name) or "all"
         r["speedup"] = r["bpjax_steps_per_second"] / r["makemore_loop_steps_per_second"]
         r["speedup_over_model_step"] = r["bpjax_steps_per_second"] / r["torch_steps_per_second"]
         rows.append(r)

@@ -198,7 +198,41 @@ def test_use_cores_pins_the_process_before_jax_starts(monkeypatch):
         d.use_cores(0)
 
 
-def test_train_runs_the_small_models_on_one_core_unless_told(names_path, tmp_path):
+def test_default_cores_and_the_train_command_s_choice(monkeypatch, tmp_path):
+    """``default_cores``: the model's ``cpu_cores`` on one CPU device of one process only; the CLI
+    reads a resumed run's model from its config.json and leaves a damaged one to resume's error."""
+    import argparse
+
+    from bpjax import cli
+    from bpjax import distributed as d
+
+    cpu = {"JAX_PLATFORMS": "cpu"}
+    assert d.default_cores("bow", environ=cpu) == 1 and d.default_cores("transformer", environ=cpu) is None
+    assert d.default_cores("bow", devices=2, environ=cpu) is None
+    assert d.default_cores("bow", cluster=True, environ=cpu) is None
+    assert d.default_cores("bow", environ={"JAX_PLATFORMS": "cuda,cpu"}) is None
+    assert d.default_cores("no-such-model", environ=cpu) is None
+    assert d.one_core_models() == ["bigram", "bengio", "rnn", "gru", "bow"]
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    asked = []
+    monkeypatch.setattr(d, "use_cores", asked.append)
+    args = dict(cores=None, model=None, resume=None, devices=1, coordinator=None, num_processes=None,
+                process_id=None)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"config": {"model": "gru"}}')
+    for given, want in ((dict(model="bigram"), 1), (dict(model="bigram", cores=2), 2), (dict(), None),
+                        (dict(model="bow", devices=2), None), (dict(model="bow", process_id=0), None),
+                        (dict(resume=str(run)), 1), (dict(resume=str(tmp_path / "none")), None)):
+        asked.clear()
+        cli._use_cores(argparse.Namespace(**{**args, **given}))
+        assert asked == ([] if want is None else [want]), given
+    (run / "config.json").write_text("{not json")
+    cli._use_cores(argparse.Namespace(**{**args, "resume": str(run)}))  # damaged: resume says so, not this
+    assert asked == []
+
+
+def test_train_runs_the_small_models_on_one_core(names_path, tmp_path):
     """``bpjax train``: bigram's default is one core (``Model.cpu_cores``), recorded in config.json;
     ``--cores 0`` is one line."""
     if len(os.sched_getaffinity(0)) < 2:

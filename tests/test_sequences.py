@@ -158,6 +158,24 @@ def test_a_few_hundred_steps_lower_the_loss_and_sample(names_path, name):
     assert len(names) == 4 and all(n.endswith((".", "…")) for n in names)
 
 
+@pytest.mark.parametrize("name", ZOO)
+def test_training_loss_is_the_eval_logits_loss(name):
+    """The training loss (BoW's time-major, the others batch-first) equals the masked cross-entropy
+    of ``logits_eval``'s [N, T, V] against Y: the layouts pair every position with its own target."""
+    with jax.enable_x64(True):
+        spec = models.get(name)
+        T, V = 5, 7
+        sizes = {k: v for k, v in spec.sizes.items() if k != "block_size"}
+        sizes = {k: (8 if k in ("n_embd", "n_embd2") else v) for k, v in sizes.items()}
+        params, state = spec.init(jax.random.key(0), vocab_size=V, block_size=T, dtype=jnp.float64, **sizes)
+        X = jax.random.randint(jax.random.key(1), (3, T), 0, V)
+        Y = jnp.where(jnp.arange(T)[None, :] < jnp.array([[5], [2], [4]]), jnp.roll(X, -1, 1), -1)
+        ref = L.cross_entropy_masked_plain(spec.logits_eval(params, state, X), Y)
+        assert spec.logits_eval(params, state, X).shape == (3, T, V)
+        for f in (spec.loss, spec.loss_manual):
+            np.testing.assert_allclose(f(params, state, X, Y)[0], ref, rtol=1e-13)
+
+
 def test_sequence_sampling_reads_each_position_once():
     """A bigram table that always predicts the next letter (and '.' after 'e') samples 'abcde.'; with
     max_len 3 the name is cut and marked."""
@@ -257,15 +275,18 @@ def test_future_positions_get_exactly_zero_gradient(name):
 
 
 def test_time_major_causal_mean_is_the_batch_first_one_transposed():
-    """The same averages and gradients along axis 0 of x.T as along axis 1 of x; the future of a
-    time-major position gets exactly zero gradient."""
+    """The same averages and gradients along axis 0 of x.T as along axis 1 of x (float64: the two
+    layouts are different GEMMs); the future of a time-major position gets exactly zero gradient."""
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(5), (3, 6, 4), jnp.float64)
+        xt = jnp.swapaxes(x, 0, 1)
+        np.testing.assert_allclose(jnp.swapaxes(S.causal_mean(xt, 0), 0, 1), S.causal_mean(x), rtol=0, atol=1e-14)
+        w = jax.random.normal(jax.random.key(6), x.shape, jnp.float64)
+        g1 = jax.grad(lambda x: (S.causal_mean(x) * w).sum())(x)
+        g0 = jax.grad(lambda xt: (S.causal_mean(xt, 0) * jnp.swapaxes(w, 0, 1)).sum())(xt)
+        np.testing.assert_allclose(jnp.swapaxes(g0, 0, 1), g1, rtol=0, atol=1e-14)
     x = jax.random.normal(jax.random.key(5), (3, 6, 4))
     xt = jnp.swapaxes(x, 0, 1)
-    np.testing.assert_allclose(jnp.swapaxes(S.causal_mean(xt, 0), 0, 1), S.causal_mean(x), rtol=1e-6, atol=1e-7)
-    w = jax.random.normal(jax.random.key(6), x.shape)
-    g1 = jax.grad(lambda x: (S.causal_mean(x) * w).sum())(x)
-    g0 = jax.grad(lambda xt: (S.causal_mean(xt, 0) * jnp.swapaxes(w, 0, 1)).sum())(xt)
-    np.testing.assert_allclose(jnp.swapaxes(g0, 0, 1), g1, rtol=1e-6, atol=1e-7)
     for t in range(6):
         g = jax.grad(lambda xt, t=t: S.causal_mean(xt, 0)[t].sum())(xt)
         assert (g[t + 1:] == 0).all() and (g[t] != 0).all()
