@@ -5,6 +5,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# JAX's persistent compilation cache, shared by the xdist workers and the command-line runs the
+# tests start (they inherit the environment): many tests compile the same programs (the default
+# MLP's chunk, the notebooks' steps), and a hit loads the executable instead of compiling it again.
+# Keyed by the program, the compile options and the jax/jaxlib versions; set before JAX is imported.
+# Measured on the 2-core VM, a clean clone: 693 s -> 565 s for the suite. A user's own setting wins.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".pytest_cache" / "jax-compilation-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
 
 def missing(msg: str):
     """Something a test needs is absent: a failure in CI (CI=true), a skip on a developer's machine."""
