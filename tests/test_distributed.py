@@ -233,10 +233,9 @@ def test_default_cores_and_the_train_command_s_choice(monkeypatch, tmp_path):
 
 
 def test_train_runs_the_small_models_on_one_core(names_path, tmp_path):
-    """``bpjax train``: bigram's default is one core (``Model.cpu_cores``), recorded in config.json;
+    """``bpjax train``: bigram's default is one core (``Model.cpu_cores``), recorded in config.json
+    (on a one-core machine there is nothing to pin and the record is 1 all the same);
     ``--cores 0`` is one line."""
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("needs 2 usable cores")
     r = cli("train", "--model", "bigram", "--data", str(names_path), "--steps", "20", "--out", str(tmp_path / "r"),
             "--no-progress", env={"JAX_PLATFORMS": "cpu"})
     assert r.returncode == 0, r.stderr
