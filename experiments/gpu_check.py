@@ -1,13 +1,18 @@
 """bpjax on a GPU: the checks, the benchmark, a 1,024-model sweep and the largest trainings, one script.
 
     python experiments/gpu_check.py                     # on a machine where JAX sees a GPU
+    python experiments/gpu_check.py --deadline 540 --jobs 6 --bench-steps 2000   # inside a lease
     python experiments/gpu_check.py --tiny --allow-cpu  # the same path at tiny sizes, on CPU (its test:
                                                         # checks the MLP only, bench --only vmap)
 
-Runs, each as the command a user would type: ``bpjax check`` (float32 and float64, every model),
-``bpjax bench`` (every row), K notebook MLPs at once under ``vmap`` (1,024 by default, reported as
-model-steps/s) and ``bpjax train`` for the notebook's MLP, the WaveNet and the Transformer. Writes
-``gpu_check.json`` and ``gpu_check.md`` (a table headed by the card's name) to ``--out``.
+Runs, each as the command a user would type: ``bpjax check`` (float32 and float64, every model;
+``--jobs`` of them at once, each without JAX's GPU memory preallocation), ``bpjax train`` for the
+Transformer, the WaveNet and the notebook's MLP (largest first), K notebook MLPs at once under
+``vmap`` (1,024 by default, reported as model-steps/s) and ``bpjax bench`` (every row). Writes
+``gpu_check.json`` and ``gpu_check.md`` (a table headed by the card's name) to ``--out`` after
+every part, so a run stopped by its lease leaves what it measured. ``--deadline S`` caps the whole
+script: a command gets at most the seconds left and is killed after them (exit 124 in the table);
+one that would start with under 20 s left is skipped and listed as such.
 Exits 2 when JAX sees no GPU (unless ``--allow-cpu``), 1 when a check or a command fails.
 """
 
@@ -15,20 +20,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-MODELS = ("mlp", "wavenet", "transformer")  # the notebook's, the lecture's, the zoo's largest
+MODELS = ("transformer", "wavenet", "mlp")  # the zoo's largest, the lecture's, the notebook's
+TIMED_OUT = 124  # the exit status recorded for a command killed at its time limit, as timeout(1) does
+HIGHEST = {"JAX_DEFAULT_MATMUL_PRECISION": "highest"}  # float32 dots in float32, not TF32 or bf16 passes
+MIN_SECONDS = 20  # a command is not started with less time than this left before the deadline
 
 
-def bpjax(*args: str) -> tuple[int, str, float]:
-    """Run ``bpjax ARGS`` and return (exit status, the last lines it printed, seconds)."""
+def bpjax(*args: str, timeout: float | None = None, env: dict | None = None) -> tuple[int, str, float]:
+    """Run ``bpjax ARGS`` and return (exit status, the last lines it printed, seconds); killed after
+    ``timeout`` seconds (exit status 124)."""
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "bpjax", *args], capture_output=True, text=True)
-    tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-3:])
-    return r.returncode, tail, time.perf_counter() - t
+    try:
+        r = subprocess.run([sys.executable, "-m", "bpjax", *args], capture_output=True, text=True,
+                           timeout=timeout, env=None if env is None else {**os.environ, **env})
+        rc, text = r.returncode, r.stdout + r.stderr
+    except subprocess.TimeoutExpired as e:
+        out = [b.decode(errors="replace") if isinstance(b, bytes) else (b or "") for b in (e.stdout, e.stderr)]
+        rc, text = TIMED_OUT, "".join(out) + f"\n(killed after {timeout:.0f} s)"
+    tail = "\n".join(text.strip().splitlines()[-3:])
+    return rc, tail, time.perf_counter() - t
 
 
 def device() -> dict:
@@ -58,7 +75,19 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=None, help="names file (default: the usual search)")
     p.add_argument("--tiny", action="store_true", help="tiny sizes: a smoke test of the script itself")
     p.add_argument("--allow-cpu", action="store_true", help="run even when JAX sees no GPU")
+    p.add_argument("--jobs", type=int, default=1, help="bpjax check commands run at once (default 1)")
+    p.add_argument("--deadline", type=float, default=None, metavar="S",
+                   help="seconds for the whole script: commands are cut to the time left (default: no limit)")
+    p.add_argument("--bench-steps", type=int, default=None, help="bpjax bench --steps (default: bench's own)")
+    p.add_argument("--bench-repeats", type=int, default=None, help="bpjax bench --repeats (default: bench's own)")
+    p.add_argument("--train-steps", type=int, default=None, help="bpjax train --steps (default: each model's own)")
     args = p.parse_args(argv)
+    if args.jobs < 1 or (args.deadline is not None and args.deadline <= 0):
+        p.error("--jobs and --deadline must be positive")
+    start = time.perf_counter()
+    # Each process takes GPU memory as it needs it: with JAX's default (75% of the card up front)
+    # this process and a check running beside another could not share one GPU.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     dev = device()
     if dev["platform"] != "gpu" and not args.allow_cpu:
         print(f"gpu_check: error: JAX sees no GPU (its devices are {dev['platform']}): install jax[cuda12] "
@@ -70,38 +99,64 @@ def main(argv=None) -> int:
     sizes = ({"bench": ["--quick", "--only", "vmap", "--steps", "100", "--repeats", "1", "--torch-steps", "20"],
               "check": ["mlp"], "K": 8, "vmap_steps": 50, "train_steps": 20, "train": ["mlp"]} if args.tiny else
              {"bench": [], "check": None, "K": 1024, "vmap_steps": 2_000, "train_steps": None, "train": MODELS})
-    result = {"device": dev, "tiny": args.tiny, "commands": []}
+    bench_args = sizes["bench"] + [f for flag, v in (("--steps", args.bench_steps), ("--repeats", args.bench_repeats))
+                                   if v is not None for f in (flag, str(v))]
+    train_steps = args.train_steps or sizes["train_steps"]
+    result = {"device": dev, "tiny": args.tiny, "deadline": args.deadline, "commands": [], "skipped": [],
+              "train": {}, "vmap_sweep": None, "bench": None}
 
-    def run(name, *a):
-        rc, tail, secs = bpjax(*a)
+    def left() -> float:
+        return float("inf") if args.deadline is None else args.deadline - (time.perf_counter() - start)
+
+    def save():
+        result["seconds"] = time.perf_counter() - start
+        (out / "gpu_check.json").write_text(json.dumps(result, indent=1))
+        (out / "gpu_check.md").write_text(markdown(result))
+
+    def run(name, *a, env=None):
+        if left() < MIN_SECONDS:
+            result["skipped"].append(name)
+            print(f"{name:28s} skipped: the deadline is near", flush=True)
+            return None
+        rc, tail, secs = bpjax(*a, timeout=None if args.deadline is None else left(), env=env)
         result["commands"].append({"name": name, "args": list(a), "exit": rc, "seconds": secs, "tail": tail})
         print(f"{name:28s} exit {rc}  {secs:7.1f} s", flush=True)
         return rc
 
     from bpjax import models
 
-    for m in sizes["check"] or models.names():
-        for f64 in ((), ("--float64",)):
-            run(f"check {m} {'float64' if f64 else 'float32'}", "check", "--model", m, *f64, *data)
-    run("bench", "bench", *sizes["bench"], "--out", str(out / "bench"), *data)
-    bench_json = out / "bench" / "bench.json"
-    result["bench"] = json.loads(bench_json.read_text()) if bench_json.is_file() else None
-    result["vmap_sweep"] = vmap_sweep(sizes["K"], sizes["vmap_steps"], args.data)
-    print(f"{'vmap sweep of ' + str(sizes['K']) + ' MLPs':28s} "
-          f"{result['vmap_sweep']['model_steps_per_second']:,.0f} model-steps/s", flush=True)
-    result["train"] = {}
+    checks = [(f"check {m} {'float64' if f64 else 'float32'}", "check", "--model", m, *f64, *data)
+              for m in sizes["check"] or models.names() for f64 in ((), ("--float64",))]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        rcs = list(pool.map(lambda c: run(*c), checks))
+        # A float32 check that fails is run again with float32 matrix products: on a GPU, XLA may
+        # compute float32 dots in TF32 (10-bit mantissa), which the float32 rule is not written for.
+        again = [c for c, rc in zip(checks, rcs, strict=True)
+                 if rc not in (0, None, TIMED_OUT) and "--float64" not in c]
+        list(pool.map(lambda c: run(f"{c[0]}, matmul precision highest", *c[1:], env=HIGHEST), again))
+    save()
     for m in sizes["train"]:
-        steps = ["--steps", str(sizes["train_steps"])] if sizes["train_steps"] else []
-        rc = run(f"train {m}", "train", "--model", m, *steps, "--out", str(out / f"train-{m}"), "--no-progress", *data)
+        steps = ["--steps", str(train_steps)] if train_steps else []
+        rc = run(f"train {m}", "train", "--model", m, *steps, "--out", str(out / f"train-{m}"), *data)
         metrics = out / f"train-{m}" / "metrics.json"
         if rc == 0 and metrics.is_file():
             result["train"][m] = {k: v for k, v in json.loads(metrics.read_text()).items()
                                   if k in ("steps", "steps_per_second", "val_loss", "test_loss", "wall_seconds",
                                            "compile_seconds", "n_params")}
-    (out / "gpu_check.json").write_text(json.dumps(result, indent=1))
-    (out / "gpu_check.md").write_text(markdown(result))
+        save()
+    if left() >= 3 * MIN_SECONDS:  # in this process: it cannot be killed, so it needs a margin
+        result["vmap_sweep"] = vmap_sweep(sizes["K"], sizes["vmap_steps"], args.data)
+        print(f"{'vmap sweep of ' + str(sizes['K']) + ' MLPs':28s} "
+              f"{result['vmap_sweep']['model_steps_per_second']:,.0f} model-steps/s", flush=True)
+    else:
+        result["skipped"].append(f"vmap sweep of {sizes['K']} MLPs")
+    save()
+    run("bench", "bench", *bench_args, "--out", str(out / "bench"), *data)
+    bench_json = out / "bench" / "bench.json"
+    result["bench"] = json.loads(bench_json.read_text()) if bench_json.is_file() else None
+    save()
     print(markdown(result))
-    return 0 if all(c["exit"] == 0 for c in result["commands"]) else 1
+    return 0 if all(c["exit"] == 0 for c in result["commands"]) and not result["skipped"] else 1
 
 
 def markdown(result: dict) -> str:
@@ -111,12 +166,18 @@ def markdown(result: dict) -> str:
              "| what | result |", "| --- | --- |"]
     for c in result["commands"]:
         if c["name"].startswith("check"):
-            lines.append(f"| bpjax {c['name']} | {'pass' if c['exit'] == 0 else 'FAIL'} |")
-    v = result["vmap_sweep"]
-    lines.append(f"| {v['models']:,} notebook MLPs under vmap | {v['model_steps_per_second']:,.0f} model-steps/s |")
+            verdict = {0: "pass", TIMED_OUT: "not finished (time limit)"}.get(c["exit"], f"FAIL (exit {c['exit']})")
+            lines.append(f"| bpjax {c['name']} | {verdict} |")
+    if v := result["vmap_sweep"]:
+        lines.append(f"| {v['models']:,} notebook MLPs under vmap | {v['model_steps_per_second']:,.0f} "
+                     "model-steps/s |")
     for m, t in result["train"].items():
         lines.append(f"| bpjax train --model {m} ({t['steps']:,} steps) | {t['steps_per_second']:,.0f} steps/s, "
                      f"val {t['val_loss']:.4f}, {t['wall_seconds']:.0f} s |")
+    for c in result["commands"]:
+        if not c["name"].startswith("check") and c["exit"] != 0:
+            lines.append(f"| bpjax {c['name']} | {'not finished (time limit)' if c['exit'] == TIMED_OUT else 'FAIL'} |")
+    lines += [f"| {name} | skipped: the deadline came first |" for name in result["skipped"]]
     if result.get("bench"):
         lines += ["", "bpjax bench on this device:", ""]
         for r in result["bench"]["rows"]:

@@ -19,7 +19,7 @@ def test_gpu_check_refuses_a_machine_without_a_gpu(tmp_path):
     assert not (tmp_path / "g").exists()
 
 
-def _in_process(*args):
+def _in_process(*args, timeout=None, env=None):
     """``bpjax ARGS`` through ``bpjax.cli.main`` in this process: the script's own logic, without six
     JAX start-ups (its subprocess runner is three lines)."""
     import contextlib
@@ -34,12 +34,17 @@ def _in_process(*args):
     return rc, "\n".join((out.getvalue() + err.getvalue()).strip().splitlines()[-3:]), time.perf_counter() - t
 
 
-def test_gpu_check_runs_every_part_at_tiny_sizes(names_path, tmp_path, monkeypatch):
+def _load():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
     gpu_check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu_check)
+    return gpu_check
+
+
+def test_gpu_check_runs_every_part_at_tiny_sizes(names_path, tmp_path, monkeypatch):
+    gpu_check = _load()
     monkeypatch.setattr(gpu_check, "bpjax", _in_process)
     assert gpu_check.main(["--tiny", "--allow-cpu", "--data", str(names_path), "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "gpu_check.json").read_text())
@@ -53,3 +58,22 @@ def test_gpu_check_runs_every_part_at_tiny_sizes(names_path, tmp_path, monkeypat
     assert any(row["group"] == "vmap" for row in res["bench"]["rows"])
     md = (tmp_path / "gpu_check.md").read_text()
     assert f"**{res['device']['kind']}**" in md and "| 8 notebook MLPs under vmap |" in md
+    assert res["skipped"] == [] and "skipped" not in md
+
+
+def test_a_command_past_its_time_limit_is_killed_and_recorded():
+    rc, tail, secs = _load().bpjax("check", "--model", "transformer", "--float64", timeout=0.5)
+    assert rc == 124 and "killed after" in tail and secs < 30
+
+
+def test_past_the_deadline_every_part_is_skipped_and_listed(names_path, tmp_path, monkeypatch):
+    gpu_check = _load()
+    ran = []
+    monkeypatch.setattr(gpu_check, "bpjax", lambda *a, **kw: ran.append(a))
+    monkeypatch.setattr(gpu_check, "MIN_SECONDS", 10**6)  # every command finds the deadline near
+    rc = gpu_check.main(["--tiny", "--allow-cpu", "--data", str(names_path), "--out", str(tmp_path),
+                         "--deadline", "60"])
+    res = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert rc == 1 and ran == [] and res["commands"] == []
+    assert res["skipped"] == ["check mlp float32", "check mlp float64", "train mlp", "vmap sweep of 8 MLPs", "bench"]
+    assert "| bench | skipped: the deadline came first |" in (tmp_path / "gpu_check.md").read_text()
