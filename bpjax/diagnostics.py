@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .check import TOLERANCES, tree_names
+from .check import TOLERANCES, precise, tree_names
 from .errors import CheckpointError, VerificationFailed
 
 BINS = 50
@@ -230,8 +230,9 @@ def recorded_chunk_fn(spec, grad: str, tx: optax.GradientTransformation, batch_s
     manual = grad == "manual"
     plain_step = train_step_fn(gradient_fn(spec, grad), tx, mesh)
     constrain = _row_constraint(mesh)
-    oracle_grad = jax.grad(lambda p, s, X, Y: spec.loss(p, s, X, Y)[0])
-    manual_grad = jax.grad(lambda p, s, X, Y: spec.loss_manual(p, s, X, Y)[0])
+    # the verification's two gradients, at the checks' matrix-product precision (not TF32 on a GPU)
+    oracle_grad = precise(jax.grad(lambda p, s, X, Y: spec.loss(p, s, X, Y)[0]))
+    manual_grad = precise(jax.grad(lambda p, s, X, Y: spec.loss_manual(p, s, X, Y)[0]))
 
     def grads_with_probes(params, state, X, Y):
         zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in probe_shapes(spec, params, state, X, Y, manual).items()}

@@ -109,11 +109,12 @@ class Model:
         return f"Model({self.name!r}, sizes={self.sizes})"
 
     def tables(self, params, state, X, Y) -> list:
-        """``bpjax check``'s tables for this model on one batch."""
-        if self.check_tables is not None:
-            return self.check_tables(params, state, X, Y)
-        from .check import model_table
+        """``bpjax check``'s tables for this model on one batch, at the checks' matrix-product
+        precision (:data:`bpjax.check.PRECISION`)."""
+        from .check import model_table, precise
 
+        if self.check_tables is not None:
+            return precise(self.check_tables)(params, state, X, Y)
         return [model_table(lambda p, X, Y: self.loss_manual(p, state, X, Y)[0],
                             lambda p, X, Y: self.loss(p, state, X, Y)[0], params, X, Y,
                             title=f"whole {self.name}: grad(loss_manual) vs grad(loss)")]

@@ -29,7 +29,6 @@ from pathlib import Path
 
 MODELS = ("transformer", "wavenet", "mlp")  # the zoo's largest, the lecture's, the notebook's
 TIMED_OUT = 124  # the exit status recorded for a command killed at its time limit, as timeout(1) does
-HIGHEST = {"JAX_DEFAULT_MATMUL_PRECISION": "highest"}  # float32 dots in float32, not TF32 or bf16 passes
 MIN_SECONDS = 20  # a command is not started with less time than this left before the deadline
 
 
@@ -128,12 +127,7 @@ def main(argv=None) -> int:
     checks = [(f"check {m} {'float64' if f64 else 'float32'}", "check", "--model", m, *f64, *data)
               for m in sizes["check"] or models.names() for f64 in ((), ("--float64",))]
     with ThreadPoolExecutor(args.jobs) as pool:
-        rcs = list(pool.map(lambda c: run(*c), checks))
-        # A float32 check that fails is run again with float32 matrix products: on a GPU, XLA may
-        # compute float32 dots in TF32 (10-bit mantissa), which the float32 rule is not written for.
-        again = [c for c, rc in zip(checks, rcs, strict=True)
-                 if rc not in (0, None, TIMED_OUT) and "--float64" not in c]
-        list(pool.map(lambda c: run(f"{c[0]}, matmul precision highest", *c[1:], env=HIGHEST), again))
+        list(pool.map(lambda c: run(*c), checks))
     save()
     for m in sizes["train"]:
         steps = ["--steps", str(train_steps)] if train_steps else []

@@ -110,3 +110,34 @@ def test_taps_give_the_gradient_at_each_intermediate():
 def test_tree_names():
     tree = {"C": 1, "stages": [{"W": 2, "b": 3}], "out": (4,)}
     assert tree_names(tree) == {"C": 1, "out/0": 4, "stages/0/W": 2, "stages/0/b": 3}
+
+
+def test_every_check_traces_its_matrix_products_at_highest_precision():
+    """At JAX's default a GPU computes float32 products in TF32: the checks ask for float32 (on an
+    H100 the deep model's float32 check failed 9 rows without it). The precision is read when a
+    function is traced, so each entry point is asked what it traced its functions under."""
+    import dataclasses
+
+    from bpjax import check
+    from bpjax.models import get
+
+    seen = []
+
+    def recording(label, f):
+        def g(*a):
+            seen.append((label, jax.config.jax_default_matmul_precision))
+            return f(*a)
+        return g
+
+    x = jnp.ones((3, 3))
+    check_vjp(recording("check_vjp", lambda x: jnp.tanh(x @ x)), lambda x: jnp.tanh(x @ x), (x,))
+    tap_grads(recording("tap_grads", lambda tap, x: jnp.sum(tap("h", x @ x))), x)
+    check.model_table(recording("model_table", lambda p: jnp.sum(p @ p)), lambda p: jnp.sum(p @ p), x)
+    mlp = get("mlp")
+    params, state = mlp.init(jax.random.key(0), vocab_size=27, **mlp.sizes)
+    X, Y = jax.random.randint(jax.random.key(1), (32, 3), 0, 27), jax.random.randint(jax.random.key(2), (32,), 0, 27)
+    bare = dataclasses.replace(mlp, check_tables=None, loss_manual=recording("Model.tables", mlp.loss_manual))
+    assert bare.tables(params, state, X, Y)[0].ok
+    assert {label for label, _ in seen} == {"check_vjp", "tap_grads", "model_table", "Model.tables"}
+    assert {precision for _, precision in seen} == {check.PRECISION} == {"highest"}
+    assert jax.config.jax_default_matmul_precision is None  # and nothing leaks out of a check

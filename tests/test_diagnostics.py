@@ -273,3 +273,20 @@ def test_the_new_settings_leave_older_runs_identity_alone():
     blob = json.dumps({"config": before, "vocab": vocab.to_json(), "data_sha256": "x"}, sort_keys=True)
     assert run_identity(cfg, vocab, "x") == hashlib.sha256(blob.encode()).hexdigest()
     assert run_identity(cfg.replace(diagnose_every=100), vocab, "x") != run_identity(cfg, vocab, "x")
+
+
+def test_the_live_verification_runs_at_the_checks_precision_and_training_at_the_default(names_path):
+    """The verification's gradients are traced at float32 matrix products (a GPU's TF32 would fail
+    float32 rows); the training step keeps JAX's default precision, and its speed."""
+    import dataclasses
+
+    seen = set()
+
+    def loss_manual(*a):
+        seen.add(jax.config.jax_default_matmul_precision)
+        return mlp.MODEL.loss_manual(*a)
+
+    cfg = Config(dataclasses.replace(mlp.MODEL, name="recording", loss_manual=loss_manual), steps=100,
+                 diagnose_every=50, verify_every=50)
+    run = fit(cfg, data=names_path, out=False, verbose=False)
+    assert seen == {None, "highest"} and run.diagnostics["verify_ok"].all()
