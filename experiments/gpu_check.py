@@ -32,13 +32,13 @@ TIMED_OUT = 124  # the exit status recorded for a command killed at its time lim
 MIN_SECONDS = 20  # a command is not started with less time than this left before the deadline
 
 
-def bpjax(*args: str, timeout: float | None = None, env: dict | None = None) -> tuple[int, str, float]:
+def bpjax(*args: str, timeout: float | None = None) -> tuple[int, str, float]:
     """Run ``bpjax ARGS`` and return (exit status, the last lines it printed, seconds); killed after
     ``timeout`` seconds (exit status 124)."""
     t = time.perf_counter()
     try:
         r = subprocess.run([sys.executable, "-m", "bpjax", *args], capture_output=True, text=True,
-                           timeout=timeout, env=None if env is None else {**os.environ, **env})
+                           timeout=timeout)
         rc, text = r.returncode, r.stdout + r.stderr
     except subprocess.TimeoutExpired as e:
         out = [b.decode(errors="replace") if isinstance(b, bytes) else (b or "") for b in (e.stdout, e.stderr)]
@@ -112,12 +112,12 @@ def main(argv=None) -> int:
         (out / "gpu_check.json").write_text(json.dumps(result, indent=1))
         (out / "gpu_check.md").write_text(markdown(result))
 
-    def run(name, *a, env=None):
+    def run(name, *a):
         if left() < MIN_SECONDS:
             result["skipped"].append(name)
             print(f"{name:28s} skipped: the deadline is near", flush=True)
             return None
-        rc, tail, secs = bpjax(*a, timeout=None if args.deadline is None else left(), env=env)
+        rc, tail, secs = bpjax(*a, timeout=None if args.deadline is None else left())
         result["commands"].append({"name": name, "args": list(a), "exit": rc, "seconds": secs, "tail": tail})
         print(f"{name:28s} exit {rc}  {secs:7.1f} s", flush=True)
         return rc

@@ -19,7 +19,7 @@ def test_gpu_check_refuses_a_machine_without_a_gpu(tmp_path):
     assert not (tmp_path / "g").exists()
 
 
-def _in_process(*args, timeout=None, env=None):
+def _in_process(*args, timeout=None):
     """``bpjax ARGS`` through ``bpjax.cli.main`` in this process: the script's own logic, without six
     JAX start-ups (its subprocess runner is three lines)."""
     import contextlib
