@@ -32,15 +32,17 @@ TOLERANCES = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-7)}
 
 PRECISION = "highest"
 """The matrix-product precision of every check (``jax.default_matmul_precision``): float32 products in
-float32. At JAX's default, a GPU from Ampere on computes float32 products in TF32 (a 10-bit mantissa)
-and a TPU in bfloat16 passes, so a check would measure the hardware's rounding, not the formula: on an
-H100, ``bpjax check --model deep`` failed 9 of its 19 float32 rows at the default and passed them all
-at ``"highest"``. On a CPU both are the same. Training keeps JAX's default (and its speed)."""
+float32. At JAX's default, a GPU from Ampere on computes float32 products in TF32 (a 10-bit mantissa),
+and a TPU computes them with bfloat16 passes, so a check would measure the hardware's rounding, not the
+formula: on an H100, 9 of the 19 rows of ``bpjax check --model deep``'s whole-model float32 table
+failed at the default and passed at ``"highest"``. On a CPU both are the same. Training keeps JAX's
+default (and its speed)."""
 
 
 def precise(f):
-    """``f`` traced and run with :data:`PRECISION` matrix products (wrap a function, not its
-    result: the precision is fixed when ``f`` is traced, inside ``jit`` too)."""
+    """``f`` run with :data:`PRECISION` matrix products. Apply it to the code that traces: the
+    precision is read when a product is traced (``jit`` traces again for a new precision); an
+    executable compiled ahead of time (``.lower().compile()``) keeps the one it was compiled with."""
     @functools.wraps(f)
     def g(*args, **kwargs):
         with jax.default_matmul_precision(PRECISION):

@@ -11,9 +11,12 @@ Transformer, the WaveNet and the notebook's MLP (largest first), K notebook MLPs
 ``vmap`` (1,024 by default, reported as model-steps/s) and ``bpjax bench`` (every row). Writes
 ``gpu_check.json`` and ``gpu_check.md`` (a table headed by the card's name) to ``--out`` after
 every part, so a run stopped by its lease leaves what it measured. ``--deadline S`` caps the whole
-script: a command gets at most the seconds left and is killed after them (exit 124 in the table);
-one that would start with under 20 s left is skipped and listed as such.
-Exits 2 when JAX sees no GPU (unless ``--allow-cpu``), 1 when a check or a command fails.
+script, about: a command gets the seconds left less a 5 s margin and is killed after them (exit 124,
+"not finished" in the table); one that would start with under 20 s left is skipped and listed.
+Every process runs without JAX's GPU memory preallocation (``XLA_PYTHON_CLIENT_PREALLOCATE=false``):
+the checks share the card, and this process holds it for the vmap sweep.
+Exits 2 when JAX sees no GPU (unless ``--allow-cpu``), 1 when a check or a command fails or a part
+is skipped.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 MODELS = ("transformer", "wavenet", "mlp")  # the zoo's largest, the lecture's, the notebook's
-TIMED_OUT = 124  # the exit status recorded for a command killed at its time limit, as timeout(1) does
+TIMED_OUT = 124  # the exit status recorded for a command killed (SIGKILL) at its time limit
 MIN_SECONDS = 20  # a command is not started with less time than this left before the deadline
+clock = time.perf_counter  # the deadline's clock (a test replaces it)
+MARGIN = 5  # seconds kept back from a command's limit, to kill it, save and print before the deadline
 
 
 def bpjax(*args: str, timeout: float | None = None) -> tuple[int, str, float]:
@@ -83,9 +88,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.jobs < 1 or (args.deadline is not None and args.deadline <= 0):
         p.error("--jobs and --deadline must be positive")
-    start = time.perf_counter()
+    start = clock()
     # Each process takes GPU memory as it needs it: with JAX's default (75% of the card up front)
-    # this process and a check running beside another could not share one GPU.
+    # this process and a check running beside another could not share one GPU. Set before this
+    # process starts JAX; the commands inherit it.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     dev = device()
     if dev["platform"] != "gpu" and not args.allow_cpu:
@@ -105,10 +111,10 @@ def main(argv=None) -> int:
               "train": {}, "vmap_sweep": None, "bench": None}
 
     def left() -> float:
-        return float("inf") if args.deadline is None else args.deadline - (time.perf_counter() - start)
+        return float("inf") if args.deadline is None else args.deadline - (clock() - start)
 
     def save():
-        result["seconds"] = time.perf_counter() - start
+        result["seconds"] = clock() - start
         (out / "gpu_check.json").write_text(json.dumps(result, indent=1))
         (out / "gpu_check.md").write_text(markdown(result))
 
@@ -117,7 +123,7 @@ def main(argv=None) -> int:
             result["skipped"].append(name)
             print(f"{name:28s} skipped: the deadline is near", flush=True)
             return None
-        rc, tail, secs = bpjax(*a, timeout=None if args.deadline is None else left())
+        rc, tail, secs = bpjax(*a, timeout=None if args.deadline is None else left() - MARGIN)
         result["commands"].append({"name": name, "args": list(a), "exit": rc, "seconds": secs, "tail": tail})
         print(f"{name:28s} exit {rc}  {secs:7.1f} s", flush=True)
         return rc
@@ -128,6 +134,8 @@ def main(argv=None) -> int:
               for m in sizes["check"] or models.names() for f64 in ((), ("--float64",))]
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda c: run(*c), checks))
+    order = {c[0]: i for i, c in enumerate(checks)}  # the table in the checks' order, not finishing order
+    result["commands"].sort(key=lambda c: order[c["name"]])
     save()
     for m in sizes["train"]:
         steps = ["--steps", str(train_steps)] if train_steps else []
@@ -145,9 +153,10 @@ def main(argv=None) -> int:
     else:
         result["skipped"].append(f"vmap sweep of {sizes['K']} MLPs")
     save()
-    run("bench", "bench", *bench_args, "--out", str(out / "bench"), *data)
     bench_json = out / "bench" / "bench.json"
-    result["bench"] = json.loads(bench_json.read_text()) if bench_json.is_file() else None
+    bench_json.unlink(missing_ok=True)  # an earlier run's figures must not pass for this one's
+    rc = run("bench", "bench", *bench_args, "--out", str(out / "bench"), *data)
+    result["bench"] = json.loads(bench_json.read_text()) if rc == 0 and bench_json.is_file() else None
     save()
     print(markdown(result))
     return 0 if all(c["exit"] == 0 for c in result["commands"]) and not result["skipped"] else 1

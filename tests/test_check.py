@@ -138,6 +138,9 @@ def test_every_check_traces_its_matrix_products_at_highest_precision():
     X, Y = jax.random.randint(jax.random.key(1), (32, 3), 0, 27), jax.random.randint(jax.random.key(2), (32,), 0, 27)
     bare = dataclasses.replace(mlp, check_tables=None, loss_manual=recording("Model.tables", mlp.loss_manual))
     assert bare.tables(params, state, X, Y)[0].ok
-    assert {label for label, _ in seen} == {"check_vjp", "tap_grads", "model_table", "Model.tables"}
+    # a model's own tables (mlp's jit its atomic chain outside the functions above)
+    own = dataclasses.replace(mlp, check_tables=recording("check_tables", lambda *a: [jnp.ones(2) @ jnp.ones(2)]))
+    assert own.tables(params, state, X, Y)
+    assert {label for label, _ in seen} == {"check_vjp", "tap_grads", "model_table", "Model.tables", "check_tables"}
     assert {precision for _, precision in seen} == {check.PRECISION} == {"highest"}
     assert jax.config.jax_default_matmul_precision is None  # and nothing leaks out of a check

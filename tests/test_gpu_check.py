@@ -46,6 +46,7 @@ def _load():
 def test_gpu_check_runs_every_part_at_tiny_sizes(names_path, tmp_path, monkeypatch):
     gpu_check = _load()
     monkeypatch.setattr(gpu_check, "bpjax", _in_process)
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # main sets it: kept to this test
     assert gpu_check.main(["--tiny", "--allow-cpu", "--data", str(names_path), "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "gpu_check.json").read_text())
     assert res["device"]["platform"] == "cpu" and res["device"]["kind"]
@@ -68,6 +69,7 @@ def test_a_command_past_its_time_limit_is_killed_and_recorded():
 
 def test_past_the_deadline_every_part_is_skipped_and_listed(names_path, tmp_path, monkeypatch):
     gpu_check = _load()
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     ran = []
     monkeypatch.setattr(gpu_check, "bpjax", lambda *a, **kw: ran.append(a))
     monkeypatch.setattr(gpu_check, "MIN_SECONDS", 10**6)  # every command finds the deadline near
@@ -77,3 +79,40 @@ def test_past_the_deadline_every_part_is_skipped_and_listed(names_path, tmp_path
     assert rc == 1 and ran == [] and res["commands"] == []
     assert res["skipped"] == ["check mlp float32", "check mlp float64", "train mlp", "vmap sweep of 8 MLPs", "bench"]
     assert "| bench | skipped: the deadline came first |" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_commands_get_the_time_left_and_a_killed_one_is_reported(names_path, tmp_path, monkeypatch):
+    """With --deadline each command's limit is the time left less the margin; a command killed at its
+    limit is "not finished" in the table; checks run --jobs at a time and are listed in their order;
+    a bench that did not finish leaves no figures, not even an earlier run's."""
+    import threading
+
+    gpu_check = _load()
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    calls, lock, now = [], threading.Lock(), [0.0]
+    monkeypatch.setattr(gpu_check, "clock", lambda: now[0])  # a clock that moves when told
+
+    def fake(*args, timeout=None):
+        with lock:
+            calls.append((args[0], timeout))
+            now[0] += 10.0  # each command takes 10 s
+        return (gpu_check.TIMED_OUT if args[0] in ("train", "bench") else 0), "tail", 10.0
+
+    monkeypatch.setattr(gpu_check, "bpjax", fake)
+    monkeypatch.setattr(gpu_check, "vmap_sweep", lambda K, steps, data: {
+        "models": K, "steps": steps, "steps_per_second": 1.0, "model_steps_per_second": float(K),
+        "compile_seconds": 0.0, "gflops": None})
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "bench.json").write_text('{"rows": []}')  # an earlier run's
+    rc = gpu_check.main(["--tiny", "--allow-cpu", "--data", str(names_path), "--out", str(tmp_path),
+                         "--deadline", "1000", "--jobs", "2"])
+    res = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert rc == 1 and res["skipped"] == []
+    assert [c["name"] for c in res["commands"]] == ["check mlp float32", "check mlp float64", "train mlp", "bench"]
+    # the limit a command got: the deadline less the time gone before it started, less the margin
+    assert [t for _, t in calls][2:] == [1000 - 20 - gpu_check.MARGIN, 1000 - 30 - gpu_check.MARGIN]
+    assert all(t <= 1000 - gpu_check.MARGIN for _, t in calls)
+    assert res["bench"] is None and res["train"] == {}
+    md = (tmp_path / "gpu_check.md").read_text()
+    assert "| bpjax train mlp | not finished (time limit) |" in md
+    assert "| bpjax bench | not finished (time limit) |" in md
