@@ -115,8 +115,8 @@ def main(argv=None) -> int:
 
     def save():
         result["seconds"] = clock() - start
-        (out / "gpu_check.json").write_text(json.dumps(result, indent=1))
-        (out / "gpu_check.md").write_text(markdown(result))
+        atomic_write_json(out / "gpu_check.json", result)  # a lease may end mid-run: never half a file
+        atomic_write_text(out / "gpu_check.md", markdown(result))
 
     def run(name, *a):
         if left() < MIN_SECONDS:
@@ -129,6 +129,7 @@ def main(argv=None) -> int:
         return rc
 
     from bpjax import models
+    from bpjax.io import atomic_write_json, atomic_write_text
 
     checks = [(f"check {m} {'float64' if f64 else 'float32'}", "check", "--model", m, *f64, *data)
               for m in sizes["check"] or models.names() for f64 in ((), ("--float64",))]

@@ -185,8 +185,9 @@ def main(argv=None) -> int:
         if n is not None:
             use_cores(n)  # as bpjax train does, before JAX starts
         words = load_words(args.data)
-        Xtr, Ytr = make_sequences(words, Vocab.from_words(words))["train"]
-        print(time_bpjax(args.time_bpjax, Xtr, Ytr, Vocab.from_words(words).size, args.steps))
+        vocab = Vocab.from_words(words)
+        Xtr, Ytr = make_sequences(words, vocab)["train"]
+        print(time_bpjax(args.time_bpjax, Xtr, Ytr, vocab.size, args.steps))
         return 0
     try:
         import torch
