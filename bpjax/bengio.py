@@ -9,6 +9,12 @@
     logits = h @ W2 + b2                               [B, T, V]
     loss = cross_entropy_masked(logits, Y)
 
+Each position's output depends on its own context only, so the training loss runs the MLP on the
+positions that have a target (``Y >= 0``), packed first: half the positions as one static block when
+they fit (about 227 of 512 with names.txt; the other half are padding whose logits makemore computes
+and masks), all of them otherwise. The value and gradient are those of the whole padded batch (a row
+with no target adds nothing): :func:`packed_value_and_grad`.
+
 Registered as ``bengio`` (``mlp`` stays the notebook's). makemore's sizes: n_embd 64, n_embd2 64,
 T = the longest word + 1 = 16: 69,147 parameters with names.txt. PyTorch's default init:
 ``wte`` ~ N(0, 1); each Linear's weight and bias ~ U(±1/√fan_in). Weights are stored ``[in, out]``.
@@ -42,10 +48,10 @@ def context_ids(X, blank: int):
     return jnp.where(src >= 0, X[:, jnp.clip(src, 0)], blank)
 
 
-def _logits(params, X, ly: L.Layers, context_linear, tap=NO_TAP):
-    """``context_linear``: the embedding-concatenate-linear of the previous T characters."""
+def _logits(params, ids, ly: L.Layers, context_linear, tap=NO_TAP):
+    """``ids`` [..., T] context ids -> logits [..., V]. ``context_linear``: the
+    embedding-concatenate-linear of the previous T characters."""
     with jax.named_scope("embedding_linear"):
-        ids = context_ids(X, params["wte"].shape[0] - 1)
         h_pre = tap("h_pre", context_linear(params["wte"], ids, params["W1"], params["b1"]))
     with jax.named_scope("mlp"):
         h = tap("h", ly.tanh(h_pre))
@@ -53,17 +59,82 @@ def _logits(params, X, ly: L.Layers, context_linear, tap=NO_TAP):
 
 
 def _loss(params, state, X, Y, ly: L.Layers, context_linear, tap=NO_TAP):
-    return ly.cross_entropy_masked(_logits(params, X, ly, context_linear, tap), Y), state
+    """Every position of the padded batch (the tapped loss: activations as makemore has them)."""
+    ids = context_ids(X, params["wte"].shape[0] - 1)
+    return ly.cross_entropy_masked(_logits(params, ids, ly, context_linear, tap), Y), state
+
+
+def packed_value_and_grad(rows_loss, params, rows, Y, n, head: int):
+    """``rows_loss(params, rows, Y)`` (a mean over the rows with ``Y >= 0``) whose ``n`` real rows
+    come first, computed on the first ``head`` rows when the ``n`` fit, else on all of them.
+
+    The value is the same either way (a row with no target adds nothing); only the work differs. A
+    ``lax.cond`` picks the static size, and both the value and the gradient (``jax.value_and_grad``
+    of ``rows_loss``) are computed in the forward inside it: differentiating the ``cond`` itself would
+    carry the untaken branch's residuals and fill zero gradients every step. The backward scales the
+    gradient by the cotangent. Under ``vmap`` with per-model batches (a sweep) the ``cond`` would
+    run both branches, so a batched call takes all the rows. ``rows`` [R, ...], ``Y`` [R], ``n`` int
+    scalar; returns the scalar loss, differentiable in ``params`` only.
+    """
+    vg = jax.value_and_grad(rows_loss)
+
+    def choose(params, rows, Y, n):
+        if head >= rows.shape[0]:
+            return vg(params, rows, Y)
+        return jax.lax.cond(n <= head, lambda: vg(params, rows[:head], Y[:head]), lambda: vg(params, rows, Y))
+
+    pick = jax.custom_batching.custom_vmap(choose)
+
+    @pick.def_vmap
+    def _(axis_size, in_batched, params, rows, Y, n):
+        axes = jax.tree_util.tree_map(lambda b: 0 if b else None, tuple(in_batched))
+        every_row = in_batched[3]  # per-model counts: every row, no cond
+        out = jax.vmap(lambda p, r, y, n: vg(p, r, y) if every_row else choose(p, r, y, n), in_axes=axes)(
+            params, rows, Y, n)
+        return out, jax.tree_util.tree_map(lambda _: True, out)
+
+    @jax.custom_vjp
+    def value(params):
+        return rows_loss(params, rows, Y)
+
+    def fwd(params):
+        return pick(params, rows, Y, n)
+
+    def bwd(grads, d_loss):
+        return (jax.tree_util.tree_map(lambda g: (g * d_loss).astype(g.dtype), grads),)
+
+    value.defvjp(fwd, bwd)
+    return value(params)
+
+
+def _packed_loss(params, state, X, Y, ly: L.Layers, context_linear, head: int | None = None):
+    """The training loss on the positions with a target, packed first (:func:`packed_value_and_grad`;
+    ``head`` rows, by default half the positions rounded up to a multiple of 8)."""
+    B, T = X.shape
+    N = B * T
+    head = min(N, -(-N // 16) * 8) if head is None else head
+    ids = context_ids(X, params["wte"].shape[0] - 1).reshape(N, T)
+    Y = Y.reshape(N)
+    real = Y >= 0
+    n = real.sum()
+    order = jnp.nonzero(real, size=N, fill_value=0)[0]  # the real rows, in order, then row 0 repeated
+    Y_packed = jnp.where(jnp.arange(N) < n, Y[order], -1)
+
+    def rows_loss(p, ids, Y):
+        return ly.cross_entropy_masked(_logits(p, ids, ly, context_linear), Y)
+
+    return packed_value_and_grad(rows_loss, params, ids[order], Y_packed, n, head), state
 
 
 def loss(params, state, X, Y):
-    """``X``, ``Y`` [B, T] int (``Y`` -1 where masked) -> ``(scalar, state)``, plain ``jnp``."""
-    return _loss(params, state, X, Y, L.PLAIN, S.context_linear_plain)
+    """``X``, ``Y`` [B, T] int (``Y`` -1 where masked) -> ``(scalar, state)``, plain ``jnp``
+    (gradients by ``jax.value_and_grad``)."""
+    return _packed_loss(params, state, X, Y, L.PLAIN, S.context_linear_plain)
 
 
 def loss_manual(params, state, X, Y):
     """:func:`loss` from the custom_vjp layers."""
-    return _loss(params, state, X, Y, L.MANUAL, S.context_linear)
+    return _packed_loss(params, state, X, Y, L.MANUAL, S.context_linear)
 
 
 def loss_tapped(params, state, X, Y, tap, manual: bool):
@@ -74,7 +145,7 @@ def loss_tapped(params, state, X, Y, tap, manual: bool):
 
 def logits_eval(params, state, X):
     """``X`` [N, T] -> logits [N, T, V]."""
-    return _logits(params, X, L.PLAIN, S.context_linear_plain)
+    return _logits(params, context_ids(X, params["wte"].shape[0] - 1), L.PLAIN, S.context_linear_plain)
 
 
 def check_tables(params, state, X, Y) -> list:
@@ -97,9 +168,12 @@ def check_tables(params, state, X, Y) -> list:
 
 def flops(batch: int, vocab_size: int, *, n_embd: int, n_embd2: int, block_size: int) -> int:
     """One step's matmul FLOPs as computed, 3 x forward: the projections ``2·T·(V+1)·E·E2`` (not
-    makemore's ``2·B·T·(T·E)·E2``), then ``2·B·T·E2·V``."""
+    makemore's ``2·B·T·(T·E)·E2``), then ``2·R·E2·V`` on the R packed rows (half the B·T positions,
+    the usual case; :func:`_packed_loss`)."""
     T = block_size
-    return 3 * (2 * T * (vocab_size + 1) * n_embd * n_embd2 + 2 * batch * T * n_embd2 * vocab_size)
+    N = batch * T
+    rows = min(N, -(-N // 16) * 8)
+    return 3 * (2 * T * (vocab_size + 1) * n_embd * n_embd2 + 2 * rows * n_embd2 * vocab_size)
 
 
 MODEL = Model(

@@ -111,6 +111,61 @@ def test_bengio_context_is_the_previous_characters_with_a_blank():
                 assert ids[b, t, k] == (X[b, t - k] if t - k >= 0 else 27)
 
 
+def _bengio_batch(dtype, n_words=6, T=7, seed=3):
+    """Words of random lengths 1..T/2 in makemore's layout (X from 0, Y then 0, then -1): as with
+    names.txt, fewer than half the positions have a target."""
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    lengths = jax.random.randint(k1, (n_words, 1), 1, T // 2 + 1)
+    chars = jax.random.randint(k2, (n_words, T), 1, 27)
+    t = jnp.arange(T)[None, :]
+    Y = jnp.where(t < lengths, chars, jnp.where(t == lengths, 0, -1))
+    X = jnp.concatenate([jnp.zeros((n_words, 1), Y.dtype), jnp.maximum(Y[:, :-1], 0)], 1)
+    params, _ = bengio.init(jax.random.key(seed + 1), vocab_size=27, n_embd=5, n_embd2=6, block_size=T, dtype=dtype)
+    return params, X, Y
+
+
+@pytest.mark.parametrize("head", [None, 8, 64], ids=["half", "overflow", "all-rows"])
+@pytest.mark.parametrize("manual", [False, True], ids=["plain", "manual"])
+def test_bengio_packed_rows_are_the_whole_padded_batch(head, manual):
+    """The training loss runs the MLP on the positions with a target only (the first ``head`` packed
+    rows when they fit, every row otherwise): its value and gradient are the whole padded batch's."""
+    with jax.enable_x64(True):
+        params, X, Y = _bengio_batch(jnp.float64)
+        n = int((Y >= 0).sum())
+        assert n > 8 if head == 8 else n <= 24  # 6 words x 7 = 42 positions, half of them 24
+        ly, cl = (L.MANUAL, S.context_linear) if manual else (L.PLAIN, S.context_linear_plain)
+        ref, g_ref = jax.value_and_grad(lambda p: bengio._loss(p, {}, X, Y, L.PLAIN, S.context_linear_plain)[0])(params)
+        got, g = jax.jit(jax.value_and_grad(lambda p: bengio._packed_loss(p, {}, X, Y, ly, cl, head)[0]))(params)
+        np.testing.assert_allclose(got, ref, rtol=1e-13)
+        for k in params:
+            np.testing.assert_allclose(g[k], g_ref[k], rtol=1e-12, atol=1e-14, err_msg=k)
+        none = jnp.full_like(Y, -1)  # no target at all: loss 0, no gradient
+        loss0, g0 = jax.value_and_grad(lambda p: bengio._packed_loss(p, {}, X, none, ly, cl, head)[0])(params)
+        assert loss0 == 0 and all(not jnp.any(v) for v in g0.values())
+
+
+def test_bengio_packed_rows_under_vmap():
+    """Stacked models with their own batches (a sweep) take every row, no cond (which vmap would
+    turn into both branches); with one shared batch the cond stays. Both give each model's gradient."""
+    with jax.enable_x64(True):
+        p0, X0, Y0 = _bengio_batch(jnp.float64, seed=3)
+        p1, X1, Y1 = _bengio_batch(jnp.float64, seed=7)
+        P = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), p0, p1)
+        Xs, Ys = jnp.stack([X0, X1]), jnp.stack([Y0, Y1])
+        vg = jax.value_and_grad(lambda p, X, Y: bengio.loss_manual(p, {}, X, Y)[0])
+        whole = jax.value_and_grad(lambda p, X, Y: bengio._loss(p, {}, X, Y, L.PLAIN, S.context_linear_plain)[0])
+        for in_axes, X, Y, conds in (((0, 0, 0), Xs, Ys, 0), ((0, None, None), X0, Y0, 1)):
+            f = jax.vmap(vg, in_axes=in_axes)
+            assert str(jax.make_jaxpr(f)(P, X, Y)).count("cond[") == conds
+            loss, g = jax.jit(f)(P, X, Y)
+            for i, p in enumerate((p0, p1)):
+                Xi, Yi = (X[i], Y[i]) if in_axes[1] == 0 else (X, Y)
+                ref, g_ref = whole(p, Xi, Yi)
+                np.testing.assert_allclose(loss[i], ref, rtol=1e-13)
+                for k in p:
+                    np.testing.assert_allclose(g[k][i], g_ref[k], rtol=1e-12, atol=1e-14, err_msg=k)
+
+
 SMALL = {"bengio": {"n_embd": 5, "n_embd2": 6}, "rnn": {"n_embd": 5, "n_embd2": 6}, "gru": {"n_embd": 5, "n_embd2": 6},
          "bow": {"n_embd": 5, "n_embd2": 6}, "transformer": {"n_layer": 1, "n_embd": 8, "n_head": 2}}
 
