@@ -13,7 +13,8 @@ Each position's output depends on its own context only, so the training loss run
 positions that have a target (``Y >= 0``), packed first: half the positions as one static block when
 they fit (about 227 of 512 with names.txt; the other half are padding whose logits makemore computes
 and masks), all of them otherwise. The value and gradient are those of the whole padded batch (a row
-with no target adds nothing): :func:`packed_value_and_grad`.
+with no target adds nothing): :func:`packed_rows_loss`. :func:`loss`, the oracle, runs every
+position; ``--grad autodiff`` differentiates :func:`loss_packed`.
 
 Registered as ``bengio`` (``mlp`` stays the notebook's). makemore's sizes: n_embd 64, n_embd2 64,
 T = the longest word + 1 = 16: 69,147 parameters with names.txt. PyTorch's default init:
@@ -64,55 +65,63 @@ def _loss(params, state, X, Y, ly: L.Layers, context_linear, tap=NO_TAP):
     return ly.cross_entropy_masked(_logits(params, ids, ly, context_linear, tap), Y), state
 
 
-def packed_value_and_grad(rows_loss, params, rows, Y, n, head: int):
-    """``rows_loss(params, rows, Y)`` (a mean over the rows with ``Y >= 0``) whose ``n`` real rows
-    come first, computed on the first ``head`` rows when the ``n`` fit, else on all of them.
+def packed_rows_loss(rows_loss, params, rows, Y, n, head: int):
+    """``rows_loss(params, rows, Y)``, a mean over the rows with a target (``Y >= 0``), for rows
+    whose ``n`` real ones come first: computed on the first ``head`` rows when the ``n`` fit there,
+    else on all of them. ``rows`` [R, ...], ``Y`` [R] (-1 after the first ``n``), ``n`` int scalar,
+    ``head`` a static int -> the scalar loss, differentiable in ``params``.
 
-    The value is the same either way (a row with no target adds nothing); only the work differs. A
+    The value is the same either way (a row with no target adds nothing); only the work differs. One
     ``lax.cond`` picks the static size, and both the value and the gradient (``jax.value_and_grad``
-    of ``rows_loss``) are computed in the forward inside it: differentiating the ``cond`` itself would
-    carry the untaken branch's residuals and fill zero gradients every step. The backward scales the
-    gradient by the cotangent. Under ``vmap`` with per-model batches (a sweep) the ``cond`` would
-    run both branches, so a batched call takes all the rows. ``rows`` [R, ...], ``Y`` [R], ``n`` int
-    scalar; returns the scalar loss, differentiable in ``params`` only.
+    of ``rows_loss``) are computed in the forward inside it; the backward scales that gradient by
+    the cotangent. (Differentiating through the ``cond`` instead carries the untaken branch's
+    residuals and fills its zero gradients every step: that gave the gain back.) Under ``vmap`` the
+    predicate is whether every model's rows fit (:func:`_fits`), so the ``cond`` stays a ``cond``.
     """
-    vg = jax.value_and_grad(rows_loss)
-
-    def choose(params, rows, Y, n):
+    def either(f, params, rows, Y, n):
         if head >= rows.shape[0]:
-            return vg(params, rows, Y)
-        return jax.lax.cond(n <= head, lambda: vg(params, rows[:head], Y[:head]), lambda: vg(params, rows, Y))
-
-    pick = jax.custom_batching.custom_vmap(choose)
-
-    @pick.def_vmap
-    def _(axis_size, in_batched, params, rows, Y, n):
-        axes = jax.tree_util.tree_map(lambda b: 0 if b else None, tuple(in_batched))
-        every_row = in_batched[3]  # per-model counts: every row, no cond
-        out = jax.vmap(lambda p, r, y, n: vg(p, r, y) if every_row else choose(p, r, y, n), in_axes=axes)(
-            params, rows, Y, n)
-        return out, jax.tree_util.tree_map(lambda _: True, out)
+            return f(params, rows, Y)
+        return jax.lax.cond(_fits(n, head), lambda: f(params, rows[:head], Y[:head]), lambda: f(params, rows, Y))
 
     @jax.custom_vjp
-    def value(params):
-        return rows_loss(params, rows, Y)
+    def value(params, rows, Y, n):
+        return either(rows_loss, params, rows, Y, n)
 
-    def fwd(params):
-        return pick(params, rows, Y, n)
+    def fwd(params, rows, Y, n):
+        return either(jax.value_and_grad(rows_loss), params, rows, Y, n)
 
     def bwd(grads, d_loss):
-        return (jax.tree_util.tree_map(lambda g: (g * d_loss).astype(g.dtype), grads),)
+        return jax.tree_util.tree_map(lambda g: (g * d_loss).astype(g.dtype), grads), None, None, None
 
     value.defvjp(fwd, bwd)
-    return value(params)
+    return value(params, rows, Y, n)
+
+
+def _fits(n, head: int):
+    """``n <= head``; under ``vmap``, whether it holds for every model: one unbatched predicate (a
+    batched one would turn the ``cond`` into a select that runs both branches)."""
+    fits = jax.custom_batching.custom_vmap(lambda n: n <= head)
+
+    @fits.def_vmap
+    def every_model(axis_size, in_batched, n):
+        return jnp.all(n <= head), False
+
+    return fits(n)
+
+
+def head_rows(positions: int) -> int:
+    """The packed block: half the positions, rounded up to a multiple of 8 (256 of makemore's 32 x 16;
+    with names.txt a batch has 227 real ones on average, standard deviation 8.5)."""
+    return min(positions, -(-positions // 16) * 8)
 
 
 def _packed_loss(params, state, X, Y, ly: L.Layers, context_linear, head: int | None = None):
-    """The training loss on the positions with a target, packed first (:func:`packed_value_and_grad`;
-    ``head`` rows, by default half the positions rounded up to a multiple of 8)."""
+    """The loss of ``X``, ``Y`` [B, T] on the positions with a target only: their context ids
+    ``ids[order]`` [N, T] and targets ``Y_packed`` [N] (N = B·T), real ones first, through
+    :func:`packed_rows_loss` with ``head`` rows (static; default :func:`head_rows`)."""
     B, T = X.shape
     N = B * T
-    head = min(N, -(-N // 16) * 8) if head is None else head
+    head = head_rows(N) if head is None else head
     ids = context_ids(X, params["wte"].shape[0] - 1).reshape(N, T)
     Y = Y.reshape(N)
     real = Y >= 0
@@ -123,17 +132,23 @@ def _packed_loss(params, state, X, Y, ly: L.Layers, context_linear, head: int | 
     def rows_loss(p, ids, Y):
         return ly.cross_entropy_masked(_logits(p, ids, ly, context_linear), Y)
 
-    return packed_value_and_grad(rows_loss, params, ids[order], Y_packed, n, head), state
+    return packed_rows_loss(rows_loss, params, ids[order], Y_packed, n, head), state
 
 
 def loss(params, state, X, Y):
-    """``X``, ``Y`` [B, T] int (``Y`` -1 where masked) -> ``(scalar, state)``, plain ``jnp``
-    (gradients by ``jax.value_and_grad``)."""
+    """``X``, ``Y`` [B, T] int (``Y`` -1 where masked) -> ``(scalar, state)``, plain ``jnp`` over
+    every position of the padded batch: the oracle."""
+    return _loss(params, state, X, Y, L.PLAIN, S.context_linear_plain)
+
+
+def loss_packed(params, state, X, Y):
+    """:func:`loss`'s value from the plain layers on the positions with a target only
+    (:func:`_packed_loss`): what ``--grad autodiff`` differentiates."""
     return _packed_loss(params, state, X, Y, L.PLAIN, S.context_linear_plain)
 
 
 def loss_manual(params, state, X, Y):
-    """:func:`loss` from the custom_vjp layers."""
+    """:func:`loss_packed` from the custom_vjp layers."""
     return _packed_loss(params, state, X, Y, L.MANUAL, S.context_linear)
 
 
@@ -172,8 +187,7 @@ def flops(batch: int, vocab_size: int, *, n_embd: int, n_embd2: int, block_size:
     the usual case; :func:`_packed_loss`)."""
     T = block_size
     N = batch * T
-    rows = min(N, -(-N // 16) * 8)
-    return 3 * (2 * T * (vocab_size + 1) * n_embd * n_embd2 + 2 * rows * n_embd2 * vocab_size)
+    return 3 * (2 * T * (vocab_size + 1) * n_embd * n_embd2 + 2 * head_rows(N) * n_embd2 * vocab_size)
 
 
 MODEL = Model(
@@ -182,7 +196,8 @@ MODEL = Model(
     defaults=MAKEMORE_TRAINING,
     help={"": "makemore's MLP (Bengio 2003) over the previous T characters (69,147 parameters; AdamW 5e-4)",
           "n_embd2": "second width: the hidden layer of makemore's MLP"},
-    init=init, loss=loss, loss_manual=loss_manual, logits_eval=logits_eval, check_tables=check_tables,
+    init=init, loss=loss, loss_manual=loss_manual, loss_autodiff=loss_packed, logits_eval=logits_eval,
+    check_tables=check_tables,
     flops=flops, data="sequences", loss_tapped=loss_tapped, probes=lambda name: name == "h",
     cpu_cores=1,
 )

@@ -208,7 +208,9 @@ def recorded_chunk_fn(spec, grad: str, tx: optax.GradientTransformation, batch_s
 
     With ``diagnose_every`` > 0, every step ``s`` with ``s % diagnose_every == 0`` is recorded: it
     computes its gradients through zero taps on the model's nonlinearities (the same values, bit
-    for bit; the taps' gradients are the gradients flowing into those outputs) and :func:`record`.
+    for bit, where ``loss_tapped`` computes as the training loss does; bengio's taps see every
+    position, its training loss the packed ones: float32 rounding apart. The taps' gradients are
+    the gradients flowing into those outputs) and :func:`record`.
     The other steps are the plain step. The chunk is ``head`` plain steps (static: to the first
     multiple of ``diagnose_every``), a ``lax.scan`` over groups of one recorded step and
     ``diagnose_every - 1`` plain ones (an inner scan), then a partial group: no ``lax.cond``, and

@@ -10,13 +10,16 @@ A model is a handful of pure functions over ``(params, state)`` pytrees, describ
   the parameters in float64);
 * ``loss(params, state, X, Y) -> (loss, new_state)``: plain ``jnp``, so ``jax.grad`` of it is the
   oracle; ``loss_manual``: the same value from the ``custom_vjp`` layers of :mod:`bpjax.layers`;
+  ``loss_autodiff`` (optional, default ``loss``): what ``--grad autodiff`` differentiates, the same
+  value computed as ``loss_manual`` computes it but for the hand-written backward (bengio: on the
+  packed positions with a target), so that manual against autodiff times the backward alone;
 * ``logits_eval(params, stats, X) -> logits [N, V]``: eval mode, with ``stats`` from
   ``eval_stats(params, state, X_train)`` (default: the state itself, e.g. running statistics);
 * ``check_tables(params, state, X, Y) -> [Table]``: ``bpjax check``'s tables (default: the whole
   model, ``jax.grad(loss_manual)`` against ``jax.grad(loss)``, one row per parameter);
 * ``flops(batch, vocab_size, **sizes) -> int``: one training step's matmul FLOPs (optional);
-* ``loss_tapped(params, state, X, Y, tap, manual) -> (loss, new_state)``: the training loss
-  (``manual``: ``loss_manual``'s, else ``loss``'s) with every named intermediate passed through
+* ``loss_tapped(params, state, X, Y, tap, manual) -> (loss, new_state)``: the training loss's value
+  (``manual``: from ``loss_manual``'s layers, else ``loss``'s) with every named intermediate passed through
   ``tap(name, value)`` (see :class:`bpjax.check.Tap`), and ``probes(name) -> bool`` picking the
   nonlinearities' outputs among them: what ``--diagnose-every`` records (optional);
 * ``cpu_cores``: the CPU cores ``bpjax train`` pins the model to by default (None: every core; see
@@ -87,6 +90,9 @@ class Model:
     """``check_sizes(sizes)`` raises :class:`ConfigError` for sizes the architecture cannot take."""
     help: dict = field(default_factory=dict)
     """One line of help per size (``--n-hidden``'s text) and ``""`` for the model itself."""
+    loss_autodiff: Callable | None = None
+    """What ``--grad autodiff`` differentiates (None: ``loss``): ``loss``'s value, computed as
+    ``loss_manual`` computes it but with plain layers. ``loss`` stays the oracle."""
     loss_tapped: Callable | None = None
     """``loss_tapped(params, state, X, Y, tap, manual)``: the training loss with its intermediates
     through ``tap``; None: diagnostics record the weights only."""

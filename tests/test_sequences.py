@@ -124,7 +124,7 @@ def _bengio_batch(dtype, n_words=6, T=7, seed=3):
     return params, X, Y
 
 
-@pytest.mark.parametrize("head", [None, 8, 64], ids=["half", "overflow", "all-rows"])
+@pytest.mark.parametrize("head", [None, "n", "n-1", 8, 64], ids=["half", "n", "n-1", "overflow", "all-rows"])
 @pytest.mark.parametrize("manual", [False, True], ids=["plain", "manual"])
 def test_bengio_packed_rows_are_the_whole_padded_batch(head, manual):
     """The training loss runs the MLP on the positions with a target only (the first ``head`` packed
@@ -132,9 +132,10 @@ def test_bengio_packed_rows_are_the_whole_padded_batch(head, manual):
     with jax.enable_x64(True):
         params, X, Y = _bengio_batch(jnp.float64)
         n = int((Y >= 0).sum())
-        assert n > 8 if head == 8 else n <= 24  # 6 words x 7 = 42 positions, half of them 24
+        head = {"n": n, "n-1": n - 1}.get(head, head)
+        assert n > 8 and n <= bengio.head_rows(Y.size) == 24  # 6 words x 7 = 42 positions
         ly, cl = (L.MANUAL, S.context_linear) if manual else (L.PLAIN, S.context_linear_plain)
-        ref, g_ref = jax.value_and_grad(lambda p: bengio._loss(p, {}, X, Y, L.PLAIN, S.context_linear_plain)[0])(params)
+        ref, g_ref = jax.value_and_grad(lambda p: bengio.loss(p, {}, X, Y)[0])(params)  # every position
         got, g = jax.jit(jax.value_and_grad(lambda p: bengio._packed_loss(p, {}, X, Y, ly, cl, head)[0]))(params)
         np.testing.assert_allclose(got, ref, rtol=1e-13)
         for k in params:
@@ -144,19 +145,38 @@ def test_bengio_packed_rows_are_the_whole_padded_batch(head, manual):
         assert loss0 == 0 and all(not jnp.any(v) for v in g0.values())
 
 
+@pytest.mark.parametrize("n, head, rows_used", [(3, 4, 4), (4, 4, 4), (5, 4, 6), (2, 6, 6)])
+def test_packed_rows_loss_takes_the_head_only_when_the_real_rows_fit(n, head, rows_used):
+    """A rows loss that sees every row it is given tells which branch ran: the first ``head`` rows
+    when ``n <= head``, all six otherwise; its gradient is the same branch's, scaled by the cotangent."""
+    def rows_loss(w, rows, Y):  # counts the rows, padded ones too
+        return w * rows.shape[0] + 0 * Y.sum()
+
+    rows, Y = jnp.zeros((6, 1)), jnp.where(jnp.arange(6) < n, 1, -1)
+    def f(w):
+        return bengio.packed_rows_loss(rows_loss, w, rows, Y, jnp.int32(n), head)
+
+    assert f(1.0) == rows_used and jax.jit(f)(1.0) == rows_used
+    assert jax.grad(lambda w: 3 * f(w))(1.0) == 3 * rows_used
+    under_vmap = jax.vmap(lambda w, n: bengio.packed_rows_loss(rows_loss, w, rows, Y, n, head))
+    both = under_vmap(jnp.ones(2), jnp.array([min(n, head), n], jnp.int32))  # one model overflowing: all rows
+    assert both.tolist() == [rows_used, rows_used]
+
+
 def test_bengio_packed_rows_under_vmap():
-    """Stacked models with their own batches (a sweep) take every row, no cond (which vmap would
-    turn into both branches); with one shared batch the cond stays. Both give each model's gradient."""
+    """Stacked models, with their own batches (a sweep) or one shared batch, keep one cond (its
+    predicate: every model's rows fit) and each model's own value and gradient."""
     with jax.enable_x64(True):
         p0, X0, Y0 = _bengio_batch(jnp.float64, seed=3)
         p1, X1, Y1 = _bengio_batch(jnp.float64, seed=7)
         P = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), p0, p1)
         Xs, Ys = jnp.stack([X0, X1]), jnp.stack([Y0, Y1])
         vg = jax.value_and_grad(lambda p, X, Y: bengio.loss_manual(p, {}, X, Y)[0])
-        whole = jax.value_and_grad(lambda p, X, Y: bengio._loss(p, {}, X, Y, L.PLAIN, S.context_linear_plain)[0])
-        for in_axes, X, Y, conds in (((0, 0, 0), Xs, Ys, 0), ((0, None, None), X0, Y0, 1)):
+        whole = jax.value_and_grad(lambda p, X, Y: bengio.loss(p, {}, X, Y)[0])
+        for in_axes, X, Y in (((0, 0, 0), Xs, Ys), ((0, None, None), X0, Y0)):
             f = jax.vmap(vg, in_axes=in_axes)
-            assert str(jax.make_jaxpr(f)(P, X, Y)).count("cond[") == conds
+            jaxpr = str(jax.make_jaxpr(f)(P, X, Y))
+            assert jaxpr.count("cond[") == 1 and "select_n" not in jaxpr.split("cond[")[1][:200]
             loss, g = jax.jit(f)(P, X, Y)
             for i, p in enumerate((p0, p1)):
                 Xi, Yi = (X[i], Y[i]) if in_axes[1] == 0 else (X, Y)
@@ -164,6 +184,25 @@ def test_bengio_packed_rows_under_vmap():
                 np.testing.assert_allclose(loss[i], ref, rtol=1e-13)
                 for k in p:
                     np.testing.assert_allclose(g[k][i], g_ref[k], rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+def test_bengio_autodiff_differentiates_the_packed_loss_and_checks_against_every_position():
+    """``--grad autodiff`` gets the packing too (manual against autodiff times the backward alone);
+    the oracle, ``loss``, runs every position, so the checks compare against an unpacked forward."""
+    from bpjax.step import gradient_fn
+
+    params, X, Y = _bengio_batch(jnp.float32)
+    def conds(f):
+        return str(jax.make_jaxpr(f)(params, {}, X, Y)).count("cond[")
+
+    assert conds(gradient_fn("bengio", "autodiff")) == conds(gradient_fn("bengio", "manual")) == 1
+    assert conds(jax.value_and_grad(lambda *a: models.get("bengio").loss(*a)[0])) == 0
+    # and jax.grad of the oracle still composes with forward mode (a Hessian-vector product)
+    with jax.enable_x64(True):
+        params, X, Y = _bengio_batch(jnp.float64)
+        g = lambda p: jax.grad(lambda p: bengio.loss(p, {}, X, Y)[0])(p)  # noqa: E731
+        _, hvp = jax.jvp(g, (params,), (jax.tree_util.tree_map(jnp.ones_like, params),))
+        assert all(jnp.isfinite(v).all() for v in hvp.values())
 
 
 SMALL = {"bengio": {"n_embd": 5, "n_embd2": 6}, "rnn": {"n_embd": 5, "n_embd2": 6}, "gru": {"n_embd": 5, "n_embd2": 6},
@@ -182,7 +221,10 @@ def test_check_tables(name, x64):
             params = {"logits": jax.random.normal(jax.random.key(2), (27, 27), dtype)}
         X, Y = masked_inputs((8, 7), 27, jnp.float32, seed=5)[1], masked_inputs((8, 7), 27, jnp.float32, seed=6)[1]
         X = jnp.maximum(X, 0)
-        assert m.loss(params, state, X, Y)[0] == m.loss_manual(params, state, X, Y)[0]
+        # the same forward (bengio's oracle runs every position, its two training losses the packed ones)
+        assert (m.loss_autodiff or m.loss)(params, state, X, Y)[0] == m.loss_manual(params, state, X, Y)[0]
+        np.testing.assert_allclose(m.loss(params, state, X, Y)[0], m.loss_manual(params, state, X, Y)[0],
+                                   rtol=1e-13 if x64 else 1e-6)
         tables = m.tables(params, state, X, Y)
         assert all(t.ok for t in tables), "\n".join(map(str, tables))
         if x64:
