@@ -114,6 +114,13 @@ class Model:
     def __repr__(self):
         return f"Model({self.name!r}, sizes={self.sizes})"
 
+    def training_loss(self, grad: str) -> Callable:
+        """The loss ``--grad grad`` differentiates: ``loss_manual`` for ``"manual"``, else
+        ``loss_autodiff`` (default ``loss``)."""
+        if grad == "manual":
+            return self.loss_manual
+        return self.loss if self.loss_autodiff is None else self.loss_autodiff
+
     def tables(self, params, state, X, Y) -> list:
         """``bpjax check``'s tables for this model on one batch, at the checks' matrix-product
         precision (:data:`bpjax.check.PRECISION`)."""

@@ -31,15 +31,13 @@ context position) whatever ``--chunk`` says."""
 
 def gradient_fn(model: str | Model, grad: str) -> Callable:
     """``(params, state, X, Y) -> ((loss, new_state), grads)``: the one thing ``--grad`` swaps
-    (``jax.value_and_grad`` of ``loss_manual``, or of ``loss_autodiff``, by default ``loss``)."""
+    (``jax.value_and_grad`` of :meth:`bpjax.models.Model.training_loss`)."""
     from . import models
 
     spec = models.get(model)
     if grad not in ("manual", "autodiff"):
         raise ConfigError(f"grad must be one of manual, autodiff, got {grad!r}")
-    if grad == "manual":
-        return jax.value_and_grad(spec.loss_manual, has_aux=True)
-    return jax.value_and_grad(spec.loss if spec.loss_autodiff is None else spec.loss_autodiff, has_aux=True)
+    return jax.value_and_grad(spec.training_loss(grad), has_aux=True)
 
 
 def init_train_state(cfg: Config, vocab_size: int):

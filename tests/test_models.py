@@ -46,7 +46,7 @@ def test_every_model_keeps_the_interface(name):
     X, Y = batch(jax.random.key(1), 16, block=cfg.block_size)
     if m.data == "sequences":
         Y = jnp.tile(Y[:, None], (1, cfg.block_size)).at[:, -1].set(-1)
-    plain = m.loss_autodiff or m.loss
+    plain = m.training_loss("autodiff")
     (l_plain, s_plain), (l_man, s_man) = plain(params, state, X, Y), m.loss_manual(params, state, X, Y)
     assert l_plain == l_man
     np.testing.assert_allclose(m.loss(params, state, X, Y)[0], l_man, rtol=1e-6)  # the oracle, however computed
