@@ -12,18 +12,23 @@ import pytest
 from bpjax import Config, fit
 
 FOUR = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+# Not JAX's persistent compilation cache (tests/conftest.py) in these subprocesses: a sharded CPU
+# program loaded from it can deadlock in its first collective (the devices wait at different
+# all-gathers until XLA aborts the process after 40 s). Measured with jax 0.10.2, the sharded-step
+# test alone: 4 of 4 passed from a cold cache, 2 of 4 aborted from a warm one.
+NO_CACHE = {"JAX_ENABLE_COMPILATION_CACHE": "false"}
 
 
 def python(code, env=None, timeout=600):
     r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                       timeout=timeout, env={**os.environ, **(env or {})})
+                       timeout=timeout, env={**os.environ, **NO_CACHE, **(env or {})})
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def cli(*args, env=None, timeout=600):
     return subprocess.run([sys.executable, "-m", "bpjax", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+                          timeout=timeout, env={**os.environ, **NO_CACHE, **(env or {})})
 
 
 def test_sharded_step_equals_single_device_step(names_path):
@@ -92,7 +97,7 @@ def _free_port():
 def test_two_processes_on_loopback_agree(names_path, tmp_path):
     port = _free_port()
     args = ["--data", str(names_path), "--steps", "600", "--batch-size", "64", "--no-progress"]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, **NO_CACHE, "JAX_PLATFORMS": "cpu"}
     procs = [subprocess.Popen([sys.executable, "-m", "bpjax", "train", *args, "--coordinator", f"127.0.0.1:{port}",
                                "--num-processes", "2", "--process-id", str(i), "--out", str(tmp_path / f"p{i}")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
