@@ -1,0 +1,91 @@
+"""One ``jax.custom_vjp`` per layer: the forward and its hand-written backward side by side.
+
+Each layer comes twice: ``<layer>_plain``, the forward in plain ``jnp`` (``jax.grad`` differentiates
+it: the oracle), and ``<layer>``, the same function wrapped in ``jax.custom_vjp`` by
+:func:`with_backward`, whose ``bwd`` is the formula derived in the notebook (``layer.fun is
+<layer>_plain``). One module per family:
+
+=================  ==========================================================================
+``losses``         ``cross_entropy`` (exercise 2), ``cross_entropy_masked`` (makemore's padding)
+``dense``          ``linear``, ``embedding``, ``flatten_consecutive``, ``context_linear``
+``norm``           ``batchnorm`` (exercise 3), ``batchnorm_eval``, ``running_batchnorm``, ``layernorm``
+``activations``    ``tanh``, ``gelu``
+``recurrent``      ``rnn``, ``gru`` (backpropagation through time by hand)
+``attention``      ``attention`` (causal self-attention, one layer)
+``sequence``       ``causal_mean`` (BoW's causal average)
+=================  ==========================================================================
+
+:data:`PLAIN` and :data:`MANUAL` are the one layer set (:class:`Layers`) in its two kinds: a model
+writes its forward once against ``ly`` and ``--grad manual|autodiff`` is the swap. A layer of your
+own joins both: ``mine = MANUAL.extend(rmsnorm=with_backward(rmsnorm_plain, fwd, bwd))``, and
+``mine.plain`` is its plain twin set.
+"""
+
+from .activations import gelu, gelu_plain, tanh, tanh_plain
+from .attention import attention, attention_plain
+from .base import Layers, is_hand_written, with_backward
+from .dense import (
+    context_linear,
+    context_linear_plain,
+    embedding,
+    embedding_plain,
+    flatten_consecutive,
+    flatten_consecutive_plain,
+    linear,
+    linear_plain,
+    weight_grad,
+)
+from .losses import cross_entropy, cross_entropy_masked, cross_entropy_masked_plain, cross_entropy_plain
+from .norm import (
+    BN_EPS,
+    LN_EPS,
+    MOMENTUM,
+    batch_stats,
+    batchnorm,
+    batchnorm_eval,
+    batchnorm_plain,
+    layernorm,
+    layernorm_plain,
+    running_batchnorm,
+    running_stats,
+)
+from .recurrent import gru, gru_plain, rnn, rnn_plain
+from .sequence import causal_mean, causal_mean_plain
+
+_SHIPPED = {
+    "cross_entropy": cross_entropy,
+    "cross_entropy_masked": cross_entropy_masked,
+    "linear": linear,
+    "embedding": embedding,
+    "flatten_consecutive": flatten_consecutive,
+    "context_linear": context_linear,
+    "batchnorm": batchnorm,
+    "batchnorm_eval": batchnorm_eval,  # eval mode only: nothing to differentiate by hand
+    "layernorm": layernorm,
+    "tanh": tanh,
+    "gelu": gelu,
+    "rnn": rnn,
+    "gru": gru,
+    "attention": attention,
+    "causal_mean": causal_mean,
+}
+
+MANUAL = Layers(_SHIPPED, manual=True)
+"""Every layer bpjax ships, hand-written: ``jax.grad`` of a forward over them runs their backwards."""
+
+PLAIN = MANUAL.plain
+"""The same layers' plain twins (``layer.fun``): ``jax.grad`` derives their backward (the oracle)."""
+
+EVAL = MANUAL.eval()
+"""The plain layers in eval mode (``EVAL.training`` is False): a model's eval-mode logits."""
+
+__all__ = [
+    "Layers", "with_backward", "is_hand_written", "PLAIN", "MANUAL", "EVAL",
+    "cross_entropy", "cross_entropy_plain", "cross_entropy_masked", "cross_entropy_masked_plain",
+    "linear", "linear_plain", "weight_grad", "embedding", "embedding_plain", "flatten_consecutive",
+    "flatten_consecutive_plain", "context_linear", "context_linear_plain",
+    "batchnorm", "batchnorm_plain", "batchnorm_eval", "batch_stats", "running_batchnorm", "running_stats",
+    "layernorm", "layernorm_plain", "BN_EPS", "LN_EPS", "MOMENTUM",
+    "tanh", "tanh_plain", "gelu", "gelu_plain", "rnn", "rnn_plain", "gru", "gru_plain",
+    "attention", "attention_plain", "causal_mean", "causal_mean_plain",
+]  # fmt: skip

@@ -1,0 +1,93 @@
+"""Causal self-attention as one layer: the projections, the heads, the masked softmax and the
+output projection, with the whole layer's backward by hand.
+
+Shapes: ``B`` rows, ``T`` positions, ``C`` channels, ``nh`` heads of ``hs = C / nh``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from .base import with_backward
+from .dense import rows, weight_grad
+
+
+# --------------------------------------------------------------------------------------------
+# Causal self-attention, one layer: projections, heads, scaled scores, causal mask, softmax,
+# weighted sum, output projection.  With q, k, v [B, nh, T, hs] from x @ W_attn + b_attn:
+#   S = q k^T / √hs (future masked to -inf),  P = softmax(S),  Yh = P v,  out = merge(Yh) @ W_proj + b_proj
+#   d_Yh = split(d_out @ W_proj^T),  d_P = d_Yh v^T,  d_v = P^T d_Yh,
+#   d_S = P * (d_P - rowsum(d_P * P))   (softmax; masked entries have P = 0, so d_S = 0 there)
+#   d_q = d_S k / √hs,  d_k = d_S^T q / √hs,  d_x = d_qkv @ W_attn^T
+# --------------------------------------------------------------------------------------------
+def _heads(a, n_head: int):
+    B, T, C = a.shape
+    return a.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3)  # [B, nh, T, hs]
+
+
+def _merge(a):
+    B, nh, T, hs = a.shape
+    return a.transpose(0, 2, 1, 3).reshape(B, T, nh * hs)
+
+
+def _attention_parts(x, W_attn, b_attn, W_proj, b_proj):
+    C, n_head = x.shape[-1], W_attn.shape[2]
+    qkv = x @ W_attn.reshape(C, 3 * C) + b_attn.reshape(3 * C)
+    q, k, v = (_heads(qkv[..., i * C : (i + 1) * C], n_head) for i in range(3))
+    T = x.shape[1]
+    S = (q @ jnp.swapaxes(k, -1, -2)) * (1.0 / math.sqrt(C // n_head))
+    S = jnp.where(jnp.tril(jnp.ones((T, T), bool)), S, -jnp.inf)
+    S = S - jax.lax.stop_gradient(S.max(-1, keepdims=True))  # the diagonal is never masked: finite
+    e = jnp.exp(S)
+    P = e / e.sum(-1, keepdims=True)
+    y = _merge(P @ v)
+    return y @ W_proj + b_proj, (q, k, v, P, y)
+
+
+def attention_plain(x, W_attn, b_attn, W_proj, b_proj):
+    """``x`` [B, T, C]; ``W_attn`` [C, 3, nh, hs] and ``b_attn`` [3, nh, hs]: the q, k and v
+    projections of each of the nh heads of hs = C / nh (the head count is read off this shape;
+    reshaped to [C, 3C] it is makemore's ``c_attn`` weight, transposed); ``W_proj`` [C, C], ``b_proj``
+    [C] -> [B, T, C]. Position t attends to positions 0..t only."""
+    return _attention_parts(x, W_attn, b_attn, W_proj, b_proj)[0]
+
+
+def _attention_fwd(x, W_attn, b_attn, W_proj, b_proj):
+    out, (q, k, v, P, y) = _attention_parts(x, W_attn, b_attn, W_proj, b_proj)
+    return out, (x, W_attn, W_proj, q, k, v, P, y)
+
+
+def _t(a):
+    """``a`` with its last two axes swapped, materialised (the batched dot ``a^T @ b`` that contracts
+    ``a``'s rows misses XLA:CPU's fast GEMM path, as in :func:`bpjax.layers.dense.weight_grad`)."""
+    return jax.lax.optimization_barrier(jnp.swapaxes(a, -1, -2))
+
+
+def _attention_bwd(res, d_out):
+    x, W_attn, W_proj, q, k, v, P, y = res
+    C, n_head = x.shape[-1], W_attn.shape[2]
+    scale = 1.0 / math.sqrt(C // n_head)
+    d_W_proj, d_b_proj = weight_grad(rows(y), rows(d_out)), rows(d_out).sum(0)
+    d_Yh = _heads(d_out @ W_proj.T, n_head)
+    d_P = d_Yh @ jnp.swapaxes(v, -1, -2)
+    d_v = _t(P) @ d_Yh
+    d_S = P * (d_P - (d_P * P).sum(-1, keepdims=True)) * scale
+    d_q = d_S @ k
+    d_k = _t(d_S) @ q
+    d_qkv = jnp.concatenate([_merge(d_q), _merge(d_k), _merge(d_v)], -1)
+    d_x = d_qkv @ W_attn.reshape(C, 3 * C).T
+    d_W_attn = weight_grad(rows(x), rows(d_qkv)).reshape(W_attn.shape)
+    return d_x, d_W_attn, rows(d_qkv).sum(0).reshape(W_attn.shape[1:]), d_W_proj, d_b_proj
+
+
+attention = with_backward(
+    attention_plain,
+    _attention_fwd,
+    _attention_bwd,
+    doc="""
+:func:`attention_plain` with the whole layer's backward by hand (see the comment above):
+the softmax's ``d_S = P * (d_P - rowsum(d_P * P))`` between the projections' matmuls.""",
+)

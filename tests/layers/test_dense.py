@@ -1,0 +1,106 @@
+"""Dense layers (linear, embedding, FlattenConsecutive, makemore's context linear) against jax.grad
+and finite differences."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from bpjax import layers as L
+from bpjax.check import check_vjp
+from bpjax.errors import ConfigError
+from conftest import assert_layer_checks, check_grads_on_floats, layer_inputs, seq_layer_inputs
+
+DTYPES = [jnp.float32, jnp.float64]
+LAYERS = {"linear": (L.linear, L.linear_plain), "embedding": (L.embedding, L.embedding_plain)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("n", [2, 3, 32, 1000])
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_matches_jax_grad(name, n, dtype):
+    with jax.enable_x64(dtype == jnp.float64):
+        for seed, hidden in enumerate([7, 129]):  # odd hidden sizes (the MLP tests use 64)
+            args, names = layer_inputs(name, n, dtype, jax.random.key(seed), hidden=hidden)
+            assert_layer_checks(*LAYERS[name], args, names, key=jax.random.key(100 + seed))
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_finite_differences_float64(name):
+    with jax.enable_x64(True):
+        args, _ = layer_inputs(name, 6, jnp.float64, jax.random.key(3))
+        check_grads_on_floats(LAYERS[name][0], args)
+
+
+def test_linear_on_3d_input_and_without_a_bias():
+    """Leading axes (B, T) are rows for the weight's gradient: what the WaveNet's layers need."""
+    with jax.enable_x64(True):
+        args, names = layer_inputs("linear", 4, jnp.float64, jax.random.key(1), leading=(2,))
+        assert check_vjp(L.linear, L.linear_plain, args, argnames=names).ok
+        x, W, _ = args
+        t = check_vjp(
+            lambda x, W: L.linear(x, W, None), lambda x, W: L.linear_plain(x, W, None), (x, W), argnames=["x", "W"]
+        )
+        assert t.ok and len(t) == 2
+        check_grads(lambda x, W: L.linear(x, W, None), (x, W), order=1, modes=["rev"])
+
+
+def test_weight_grad_is_x_transposed_times_d_y_either_way():
+    """Both associations of ``x.T @ d_y`` (the smaller operand transposed) give the same product."""
+    with jax.enable_x64(True):
+        for n, k, m in ((64, 8, 3), (5, 40, 30)):
+            x = jax.random.normal(jax.random.key(n), (n, k), jnp.float64)
+            d_y = jax.random.normal(jax.random.key(k), (n, m), jnp.float64)
+            np.testing.assert_allclose(L.weight_grad(x, d_y), x.T @ d_y, rtol=1e-13)
+
+
+def test_embedding_adds_repeated_rows():
+    C = jnp.zeros((3, 2))
+    X = jnp.array([[1, 1, 1], [2, 1, 0]])
+    d_emb = jnp.ones((2, 3, 2))
+    _, vjp = jax.vjp(lambda C: L.embedding(C, X), C)
+    np.testing.assert_array_equal(vjp(d_emb)[0], [[1, 1], [4, 4], [1, 1]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("B, T, C, n", [(2, 4, 3, 2), (5, 8, 7, 2), (3, 6, 5, 3), (4, 2, 9, 2)])
+def test_flatten_consecutive(dtype, B, T, C, n):
+    with jax.enable_x64(dtype == jnp.float64):
+        x = jax.random.normal(jax.random.key(B * T), (B, T, C), dtype)
+        y = L.flatten_consecutive(x, n)
+        assert y.shape == ((B, n * C) if T == n else (B, T // n, n * C))
+        np.testing.assert_array_equal(y.reshape(-1), x.reshape(-1))
+        t = check_vjp(
+            lambda x: L.flatten_consecutive(x, n), lambda x: L.flatten_consecutive_plain(x, n), (x,), argnames=["x"]
+        )
+        assert t.ok and t["x"].exact
+
+
+def test_flatten_consecutive_refuses_indivisible_time():
+    with pytest.raises(ConfigError, match="divisible by 2"):
+        L.flatten_consecutive(jnp.ones((2, 3, 4)), 2)
+    with jax.enable_x64(True):
+        check_grads(lambda x: L.flatten_consecutive(x, 2), (jnp.ones((3, 4, 5), jnp.float64),), order=1, modes=["rev"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("T", [1, 5])
+def test_context_linear_matches_jax_grad(T, dtype):
+    with jax.enable_x64(dtype == jnp.float64):
+        f_man, f_ref, args, names = seq_layer_inputs("context_linear", 3, T, dtype, seed=T)
+        assert_layer_checks(f_man, f_ref, args, names, key=jax.random.key(T), f64_bound=1e-12)
+
+
+def test_context_linear_finite_differences():
+    with jax.enable_x64(True):
+        f_man, _, args, _ = seq_layer_inputs("context_linear", 2, 3, jnp.float64, seed=7)
+        check_grads_on_floats(f_man, args)  # the integer ids stay fixed
+
+
+def test_context_linear_is_embedding_concatenation_then_linear():
+    """bengio's per-token projections compute makemore's embcat @ W1 + b1."""
+    with jax.enable_x64(True):
+        wte, ids, W, b = seq_layer_inputs("context_linear", 4, 6, jnp.float64, seed=2)[2]
+        direct = L.linear_plain(L.embedding_plain(wte, ids).reshape(4, 6, -1), W, b)
+        np.testing.assert_allclose(L.context_linear(wte, ids, W, b), direct, rtol=1e-13, atol=1e-14)
