@@ -43,10 +43,12 @@ def precise(f):
     """``f`` run with :data:`PRECISION` matrix products. Apply it to the code that traces: the
     precision is read when a product is traced (``jit`` traces again for a new precision); an
     executable compiled ahead of time (``.lower().compile()``) keeps the one it was compiled with."""
+
     @functools.wraps(f)
     def g(*args, **kwargs):
         with jax.default_matmul_precision(PRECISION):
             return f(*args, **kwargs)
+
     return g
 
 
@@ -66,9 +68,11 @@ class Row:
         """The notebook's ``cmp`` line, with the ulp, shape and pass-rule columns."""
         shape = "x".join(map(str, self.shape)) or "scalar"
         extra = "" if self.oracle_shape is None else f"  SHAPE MISMATCH: oracle {self.oracle_shape}"
-        return (f"{self.name:15s} | exact: {str(self.exact):5s} | approximate: {str(self.approx):5s} "
-                f"| maxdiff: {self.maxdiff:.3e} | ulp: {self.ulp:9.3g} | {shape:>8s} "
-                f"| {'ok' if self.ok else 'FAIL'}{extra}")
+        return (
+            f"{self.name:15s} | exact: {str(self.exact):5s} | approximate: {str(self.approx):5s} "
+            f"| maxdiff: {self.maxdiff:.3e} | ulp: {self.ulp:9.3g} | {shape:>8s} "
+            f"| {'ok' if self.ok else 'FAIL'}{extra}"
+        )
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -99,10 +103,14 @@ def compare_arrays(name: str, manual, oracle, table: str = "") -> Row:
     ulp_unit = float(np.spacing(np.asarray(scale, dtype=np.float64 if key == "float64" else np.float32)))
     ok = bool(np.isfinite(m_arr).all()) and maxdiff <= rel * scale + absol
     return Row(
-        table=table, name=name, shape=tuple(m_arr.shape),
+        table=table,
+        name=name,
+        shape=tuple(m_arr.shape),
         exact=bool(np.array_equal(m_arr, o_arr)),
         approx=bool(np.allclose(m_arr, o_arr, rtol=1e-5, atol=1e-8)),
-        maxdiff=maxdiff, ulp=maxdiff / ulp_unit, ok=ok,
+        maxdiff=maxdiff,
+        ulp=maxdiff / ulp_unit,
+        ok=ok,
     )
 
 
@@ -147,11 +155,14 @@ class Table:
             cells.append(
                 f"<tr style='background:{colour}'><td><code>{html.escape(r.name)}</code></td>"
                 f"<td>{'×'.join(map(str, r.shape))}</td><td>{r.exact}</td><td>{r.approx}</td>"
-                f"<td>{r.maxdiff:.3e}</td><td>{r.ulp:.1f}</td><td>{'ok' if r.ok else 'FAIL'}</td></tr>")
+                f"<td>{r.maxdiff:.3e}</td><td>{r.ulp:.1f}</td><td>{'ok' if r.ok else 'FAIL'}</td></tr>"
+            )
         title = html.escape(self.title + (f" ({self.dtype})" if self.dtype else ""))
-        return (f"<table><caption>{title}: {sum(r.ok for r in self.rows)}/{len(self.rows)} ok</caption>"
-                "<tr><th>name</th><th>shape</th><th>exact</th><th>approx</th><th>maxdiff</th>"
-                "<th>ulp</th><th>ok</th></tr>" + "".join(cells) + "</table>")
+        return (
+            f"<table><caption>{title}: {sum(r.ok for r in self.rows)}/{len(self.rows)} ok</caption>"
+            "<tr><th>name</th><th>shape</th><th>exact</th><th>approx</th><th>maxdiff</th>"
+            "<th>ulp</th><th>ok</th></tr>" + "".join(cells) + "</table>"
+        )
 
     def to_json(self) -> list[dict]:
         return [r.to_json() for r in self.rows]
@@ -174,8 +185,9 @@ def compare(manual: dict, oracle: dict, names=None, *, table: str = "", title: s
 
 
 @precise
-def check_vjp(f_manual, f_ref, args, *, argnames=None, cotangent=None, key=None,
-              table: str = "vjp", title: str | None = None) -> Table:
+def check_vjp(
+    f_manual, f_ref, args, *, argnames=None, cotangent=None, key=None, table: str = "vjp", title: str | None = None
+) -> Table:
     """Compare a hand-written ``custom_vjp`` function with a plain reference on given inputs.
 
     ``f_manual(*args)`` and ``f_ref(*args)`` must compute the same output. Both are pulled back
@@ -194,8 +206,10 @@ def check_vjp(f_manual, f_ref, args, *, argnames=None, cotangent=None, key=None,
         raise ValueError(f"{len(argnames)} argnames for {len(args)} args")
     diff_idx = [i for i, a in enumerate(args) if jnp.issubdtype(a.dtype, jnp.floating)]
     if not diff_idx:
-        raise ValueError("check_vjp needs at least one floating-point argument to differentiate; "
-                         f"got dtypes {[str(a.dtype) for a in args]}")
+        raise ValueError(
+            "check_vjp needs at least one floating-point argument to differentiate; "
+            f"got dtypes {[str(a.dtype) for a in args]}"
+        )
 
     def on_floats(f):
         def g(*floats):
@@ -203,6 +217,7 @@ def check_vjp(f_manual, f_ref, args, *, argnames=None, cotangent=None, key=None,
             for i, x in zip(diff_idx, floats, strict=True):
                 full[i] = x
             return f(*full)
+
         return g
 
     floats = [args[i] for i in diff_idx]
@@ -229,8 +244,10 @@ def check_vjp(f_manual, f_ref, args, *, argnames=None, cotangent=None, key=None,
 # --------------------------------------------------------------------------------------------
 def tree_names(tree) -> dict:
     """``{"stages/0/W": leaf, ...}``: a pytree's leaves under ``/``-joined path names, in order."""
+
     def name(path):
         return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
     return {name(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
@@ -254,7 +271,7 @@ class Tap:
         return value
 
 
-def NO_TAP(name: str, value):  # noqa: N802  (a constant-like default, used as ``tap=NO_TAP``)
+def NO_TAP(name: str, value):
     """The identity tap: a forward run for training records nothing."""
     return value
 
@@ -267,6 +284,7 @@ def tap_grads(loss_fn, *args, names=None):
     ``d_values[name]`` the gradient of the loss with respect to it (through zero taps; only for
     ``names`` when given), ``d_args`` the gradients with respect to ``args`` (``jax.grad``'s).
     """
+
     def run(taps, *args):
         t = Tap(taps)
         return loss_fn(t, *args), t.values
@@ -276,6 +294,36 @@ def tap_grads(loss_fn, *args, names=None):
     grad = jax.value_and_grad(run, argnums=tuple(range(len(args) + 1)), has_aux=True)
     (loss, values), (d_values, *d_args) = jax.jit(grad)(zero, *args)
     return loss, values, d_values, tuple(d_args)
+
+
+def layer_rows_table(title: str, rows, *, table: str = "layers", dtype: str = "") -> Table:
+    """One table from rows ``(layer, args, names, cotangent)``: each a hand-written ``custom_vjp``
+    ``layer`` on the arguments it saw, pulled back with the oracle's upstream gradient ``cotangent``,
+    against ``jax.grad`` of its plain twin ``layer.fun`` (:func:`check_vjp`). ``args`` may hold static
+    values (``None``, an axis, a factor), which stay fixed; ``names`` name every argument."""
+    out = []
+    for layer, args, names, cotangent in rows:
+        arrays = [i for i, a in enumerate(args) if isinstance(a, (jax.Array, np.ndarray))]
+
+        def at(f, args=args, arrays=arrays):
+            def g(*xs):
+                full = list(args)
+                for i, x in zip(arrays, xs, strict=True):
+                    full[i] = x
+                return f(*full)
+
+            return g
+
+        t = check_vjp(
+            at(layer),
+            at(layer.fun),
+            [args[i] for i in arrays],
+            argnames=[names[i] for i in arrays],
+            cotangent=cotangent,
+            table=table,
+        )
+        out += t.rows
+    return Table(title, out, dtype)
 
 
 def vjp_table(title: str, checks, *, table: str = "layers", dtype: str = "") -> Table:
@@ -289,8 +337,9 @@ def vjp_table(title: str, checks, *, table: str = "layers", dtype: str = "") -> 
 
 
 @precise
-def model_table(loss_manual, loss, params, *args, names=None, title: str = "whole model: grad(loss_manual) vs "
-                "grad(loss)") -> Table:
+def model_table(
+    loss_manual, loss, params, *args, names=None, title: str = "whole model: grad(loss_manual) vs grad(loss)"
+) -> Table:
     """``jax.grad(loss_manual)`` against ``jax.grad(loss)`` (the oracle) at ``params``, one row per
     parameter (``names``: their order; default every leaf, named by :func:`tree_names`).
     Both losses are ``(params, *args) -> scalar``."""
