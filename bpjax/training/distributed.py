@@ -21,7 +21,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 AXIS = "data"
 
@@ -124,7 +124,7 @@ def cpu_only(environ=os.environ) -> bool:
 
 def one_core_models() -> list[str]:
     """The registered models whose default is one CPU core (``Model.cpu_cores == 1``)."""
-    from . import models
+    from .. import models
 
     return [n for n in models.names() if models.get(n).cpu_cores == 1]
 
@@ -132,7 +132,7 @@ def one_core_models() -> list[str]:
 def default_cores(model: str, *, devices: int = 1, cluster: bool = False, environ=os.environ) -> int | None:
     """The cores ``bpjax train`` gives ``model`` when ``--cores`` is not given: ``Model.cpu_cores``
     for one device of one process on a CPU, else None (every core). An unknown model: None."""
-    from . import models
+    from .. import models
 
     if devices != 1 or cluster or not cpu_only(environ):
         return None
@@ -149,8 +149,9 @@ def default_sweep_devices() -> int:
     return len(local) if local[0].platform == "cpu" else 1
 
 
-def initialize(coordinator: str, num_processes: int, process_id: int, *, bind: str | None = None,
-               timeout: int = 120) -> None:
+def initialize(
+    coordinator: str, num_processes: int, process_id: int, *, bind: str | None = None, timeout: int = 120
+) -> None:
     """``jax.distributed.initialize`` (on CPU with the gloo collectives). Call before any JAX work.
 
     Process 0's coordinator listens on ``bind`` (default: the ``coordinator`` address itself, not
@@ -168,16 +169,24 @@ def initialize(coordinator: str, num_processes: int, process_id: int, *, bind: s
     rendezvous(host, int(port), num_processes, process_id, timeout, bind)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
-        jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id,
-                                   coordinator_bind_address=bind or coordinator, initialization_timeout=timeout)
+        jax.distributed.initialize(
+            coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
+            coordinator_bind_address=bind or coordinator,
+            initialization_timeout=timeout,
+        )
     except Exception as e:  # the coordination service's DEADLINE_EXCEEDED, UNAVAILABLE, ...
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else e.__class__.__name__
-        raise ConfigError(f"could not join the {num_processes} processes through {coordinator} within "
-                          f"{timeout} s ({first}); start every process, or raise --timeout") from None
+        raise ConfigError(
+            f"could not join the {num_processes} processes through {coordinator} within "
+            f"{timeout} s ({first}); start every process, or raise --timeout"
+        ) from None
 
 
-def rendezvous(host: str, port: int, num_processes: int, process_id: int, timeout: float,
-               bind: str | None = None) -> None:
+def rendezvous(
+    host: str, port: int, num_processes: int, process_id: int, timeout: float, bind: str | None = None
+) -> None:
     """Meet every process on the coordinator's port before ``jax.distributed.initialize``, which
     on a missing peer aborts the whole process from C++ (a stack trace, exit 134) once its timeout
     runs out. Process 0 listens (on ``bind`` or the coordinator's address) until the other
@@ -201,9 +210,11 @@ def rendezvous(host: str, port: int, num_processes: int, process_id: int, timeou
                         conn, _ = server.accept()
                     except TimeoutError:
                         missing = sorted(set(range(1, num_processes)) - set(peers))
-                        raise ConfigError(f"process(es) {', '.join(map(str, missing))} of {num_processes} did not "
-                                          f"join {host}:{port} within {timeout:g} s; start them with "
-                                          "--process-id, or raise --timeout") from None
+                        raise ConfigError(
+                            f"process(es) {', '.join(map(str, missing))} of {num_processes} did not "
+                            f"join {host}:{port} within {timeout:g} s; start them with "
+                            "--process-id, or raise --timeout"
+                        ) from None
                     conn.settimeout(5)
                     try:
                         peers[int(conn.recv(16).decode().strip())] = conn
@@ -225,8 +236,10 @@ def rendezvous(host: str, port: int, num_processes: int, process_id: int, timeou
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise ConfigError(f"could not meet process 0 at {host}:{port} within {timeout:g} s; start it "
-                              "(--process-id 0), or raise --timeout")
+            raise ConfigError(
+                f"could not meet process 0 at {host}:{port} within {timeout:g} s; start it "
+                "(--process-id 0), or raise --timeout"
+            )
         time.sleep(0.2)
 
 
@@ -236,9 +249,11 @@ def make_mesh(devices_per_process: int) -> Mesh:
         raise ConfigError(f"--devices must be >= 1, got {devices_per_process}")
     local = jax.local_devices()
     if devices_per_process > len(local):
-        raise ConfigError(f"--devices {devices_per_process} but this process sees {len(local)} device(s) "
-                          f"({local[0].platform}); on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
-                          "makes N")
+        raise ConfigError(
+            f"--devices {devices_per_process} but this process sees {len(local)} device(s) "
+            f"({local[0].platform}); on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
+            "makes N"
+        )
     by_process = {}
     for d in jax.devices():
         by_process.setdefault(d.process_index, []).append(d)
@@ -248,9 +263,11 @@ def make_mesh(devices_per_process: int) -> Mesh:
 
 def check_batch(mesh: Mesh, batch_size: int) -> None:
     if batch_size % mesh.size:
-        raise ConfigError(f"the batch size {batch_size} must divide by the {mesh.size} devices of the mesh "
-                          f"(each takes batch/{mesh.size} rows); try --batch-size "
-                          f"{max(mesh.size, batch_size // mesh.size * mesh.size)}")
+        raise ConfigError(
+            f"the batch size {batch_size} must divide by the {mesh.size} devices of the mesh "
+            f"(each takes batch/{mesh.size} rows); try --batch-size "
+            f"{max(mesh.size, batch_size // mesh.size * mesh.size)}"
+        )
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from .io import atomic_savefig
+from ..io import atomic_savefig
 
 
 class Progress:
@@ -117,7 +117,7 @@ def plot_curves(curves: dict, path, title: str, window: int = 1000) -> bool:
         if c.shape[1] == 0:
             continue
         x = (np.arange(c.shape[1]) + 0.5) * window
-        line, = ax.plot(x, np.nanmean(c, 0), label=f"{label} (mean of {c.shape[0]})")
+        (line,) = ax.plot(x, np.nanmean(c, 0), label=f"{label} (mean of {c.shape[0]})")
         ax.fill_between(x, np.nanmin(c, 0), np.nanmax(c, 0), color=line.get_color(), alpha=0.2)
     ax.set_xlabel("step")
     ax.set_ylabel(f"log10 training loss (mean of {window:,} steps)")

@@ -1,4 +1,4 @@
-"""A run directory: what a training leaves behind, and :class:`Run`, the same in memory.
+"""A run directory: what a training leaves behind (:class:`~bpjax.training.run.Run` is the same in memory).
 
     runs/<timestamp>/
       config.json      the Config, the data file (path, SHA-256), versions and device, parallelism
@@ -22,7 +22,6 @@ import os
 import platform
 import re
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
@@ -30,113 +29,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..data import Vocab
+from ..errors import CheckpointError, ConfigError
+from ..io import atomic_savez, atomic_write_json
+from ..models import Model
 from .config import Config
-from .data import Vocab
 from .distributed import usable_cores
-from .errors import CheckpointError, ConfigError
-from .io import atomic_savez, atomic_write_json
-from .models import Model
 from .optim import make_optimizer
+from .run import History, Run
 
 CHECKPOINT = "checkpoint.npz"
 HISTORY = "history.npz"
 CHECKPOINT_FORMAT = 1
-
-
-# --------------------------------------------------------------------------------------------
-# History: one place, one dtype per array
-# --------------------------------------------------------------------------------------------
-@dataclass
-class History:
-    """The per-step log10 losses (the notebook's ``lossi``) and the eval points ``(step, val)``."""
-
-    lossi: list = field(default_factory=list)
-    evals: list = field(default_factory=list)
-
-    def arrays(self) -> dict:
-        """``{"lossi": float32 [steps], "eval_steps": int64 [k], "eval_val": float64 [k]}``:
-        the one form of a history, in memory, in the checkpoint and in ``history.npz``."""
-        return {"lossi": np.asarray(self.lossi, np.float32),
-                "eval_steps": np.asarray([s for s, _ in self.evals], np.int64),
-                "eval_val": np.asarray([v for _, v in self.evals], np.float64)}
-
-    @classmethod
-    def from_arrays(cls, h: dict) -> History:
-        return cls(list(np.asarray(h["lossi"], np.float32)),
-                   list(zip(np.asarray(h["eval_steps"]).tolist(), np.asarray(h["eval_val"]).tolist(), strict=True)))
-
-
-# --------------------------------------------------------------------------------------------
-# Run
-# --------------------------------------------------------------------------------------------
-@dataclass
-class Run:
-    """A trained (or stopped) run: everything needed to evaluate or sample without the data."""
-
-    params: dict
-    bn_stats: dict  # the statistics eval mode uses (see Model.eval_stats)
-    vocab: Vocab
-    config: Config
-    metrics: dict
-    history: dict  # History.arrays(): {"lossi": [steps] log10 losses, "eval_steps": [k], "eval_val": [k]}
-    dir: Path | None = None
-    opt_state: object = field(default=None, repr=False)
-    key_data: np.ndarray | None = field(default=None, repr=False)
-    step: int = 0
-    state: dict = field(default_factory=dict, repr=False)  # training-mode state (running statistics)
-    diagnostics: dict | None = field(default=None, repr=False)  # diagnostics.npz's arrays (bpjax.diagnostics)
-
-    @property
-    def model(self) -> Model:
-        return self.config.spec
-
-    def logits(self, X):
-        """Eval-mode logits ``[N, V]`` for contexts ``X`` [N, block_size]."""
-        return self.model.logits_eval(self.params, self.bn_stats, jnp.asarray(X))
-
-    def split_loss(self, splits: dict, split: str = "val") -> float:
-        """Eval-mode loss on one split of ``make_splits(...)`` (the notebook's ``split_loss``)."""
-        from .step import split_losses
-
-        return split_losses(self.model, self.params, self.bn_stats, splits, (split,))[f"{split}_loss"]
-
-    def sample(self, n: int = 20, seed: int = 0, max_len: int = 50) -> list[str]:
-        """``n`` names (see :func:`bpjax.sample.sample_names`); drawn in batches of
-        :data:`bpjax.sample.SAMPLE_CHUNK`, so memory does not grow with ``n``."""
-        return list(self.iter_sample(n, seed, max_len))
-
-    def iter_sample(self, n: int = 20, seed: int = 0, max_len: int = 50):
-        """:meth:`sample`, yielding each batch's names as soon as it is drawn (``bpjax sample``)."""
-        from .sample import iter_sample_names
-
-        yield from iter_sample_names(self.model.logits_eval, self.params, self.bn_stats, self.vocab,
-                                     self.config.block_size, n=n, key=jax.random.key(seed), max_len=max_len,
-                                     layout=self.model.data)
-
-    def __repr__(self):
-        m = self.metrics
-        losses = ", ".join(f"{k} {m[k + '_loss']:.4f}" for k in ("train", "val", "test") if k + "_loss" in m)
-        return f"Run({self.dir or 'in memory'}: step {self.step}/{self.config.steps}, {losses})"
-
-    def _repr_html_(self):
-        """Metrics as a table and the loss curve inline: how a Run shows in Jupyter."""
-        import base64
-        import html
-        import io
-
-        from .report import loss_figure
-
-        fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
-        rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(fmt(v))}</td></tr>"
-                       for k, v in self.metrics.items() if not isinstance(v, (dict, list)))
-        img = ""
-        fig = loss_figure(self.history, title=f"{self.config.grad} gradients, seed {self.config.seed}")
-        if fig is not None:
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=80)
-            img = f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'/>"
-        return (f"<b>{html.escape(repr(self))}</b><div style='display:flex;gap:1em;align-items:flex-start'>"
-                f"<table>{rows}</table>{img}</div>")
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,10 +52,15 @@ def environment() -> dict:
 
     dev = jax.devices()[0]
     return {
-        "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-        "optax": optax.__version__, "numpy": np.__version__, "platform": platform.platform(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
         "device": f"{dev.platform}:{getattr(dev, 'device_kind', dev.platform)}",
-        "device_count": jax.device_count(), "process_count": jax.process_count(),
+        "device_count": jax.device_count(),
+        "process_count": jax.process_count(),
         "cpu_cores": usable_cores(),  # the cores XLA's CPU thread pool was sized from (--cores)
     }
 
@@ -180,8 +89,10 @@ class RunLock:
         except OSError:
             holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(self._fd)
-            raise ConfigError(f"{run_dir} is being written by another bpjax process (pid {holder}); "
-                              "wait for it to finish or choose another --out") from None
+            raise ConfigError(
+                f"{run_dir} is being written by another bpjax process (pid {holder}); "
+                "wait for it to finish or choose another --out"
+            ) from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, str(os.getpid()).encode(), 0)
         remove_stale_temp_files(run_dir)
@@ -206,8 +117,7 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
 def check_new_run_dir(run_dir: Path) -> None:
     """A new run may not overwrite another: :class:`ConfigError` if ``run_dir`` holds one."""
     if (run_dir / CHECKPOINT).exists() or (run_dir / "config.json").exists():
-        raise ConfigError(f"{run_dir} already holds a run; resume it with --resume {run_dir} "
-                          "or choose another --out")
+        raise ConfigError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out")
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} exists and is not a directory")
 
@@ -223,15 +133,18 @@ def write_run_start(run_dir: Path, cfg: Config, vocab: Vocab, data_info: dict, p
     """Create ``run_dir`` with ``config.json`` and ``vocab.json``. Until the first checkpoint,
     ``--resume`` starts such a directory from step 0 (the same initialisation)."""
     make_run_dir(run_dir)
-    atomic_write_json(run_dir / "config.json", {"config": cfg.to_json(), "data": data_info,
-                                                "environment": environment(), "parallel": parallel})
+    atomic_write_json(
+        run_dir / "config.json",
+        {"config": cfg.to_json(), "data": data_info, "environment": environment(), "parallel": parallel},
+    )
     atomic_write_json(run_dir / "vocab.json", vocab.to_json())
 
 
 def _flat(prefix: str, tree) -> dict:
     """``{"params/['W1']": array, ...}``: a pytree's leaves under readable path names."""
-    return {prefix + jax.tree_util.keystr(path): np.asarray(v)
-            for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    return {
+        prefix + jax.tree_util.keystr(path): np.asarray(v) for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
 
 
 IDENTITY_OPTIONAL = {"diagnose_every": 0, "verify_every": 0}
@@ -243,21 +156,33 @@ def run_identity(cfg: Config, vocab: Vocab, data_sha256: str) -> str:
     """The SHA-256 of what a checkpoint belongs to: the config, the vocabulary and the data's hash.
     A checkpoint records it; reading one beside another run's files (or edited ones) is refused."""
     config = {k: v for k, v in cfg.to_json().items() if IDENTITY_OPTIONAL.get(k, object()) != v}
-    blob = json.dumps({"config": config, "vocab": vocab.to_json(), "data_sha256": data_sha256},
-                      sort_keys=True)
+    blob = json.dumps({"config": config, "vocab": vocab.to_json(), "data_sha256": data_sha256}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def save_checkpoint(run_dir: Path, params, opt_state, state, key_data, step: int, bn_stats,
-                    history: History, identity: str | None = None) -> None:
+def save_checkpoint(
+    run_dir: Path,
+    params,
+    opt_state,
+    state,
+    key_data,
+    step: int,
+    bn_stats,
+    history: History,
+    identity: str | None = None,
+) -> None:
     """Params, optimizer state, model state, RNG key, step, eval statistics and the loss history up
     to ``step``, in one ``.npz`` written atomically (temp file + rename): they cannot disagree.
     ``identity``: :func:`run_identity` of the run. ``history.npz`` gets the same history."""
     h = history.arrays()
-    arrays = {**_flat("params", params), **_flat("opt", opt_state), **_flat("state", state),
-              **_flat("bn", bn_stats), **{f"history/{k}": v for k, v in h.items()}}
-    arrays.update(key=np.asarray(key_data), step=np.asarray(step, np.int64),
-                  format=np.asarray(CHECKPOINT_FORMAT))
+    arrays = {
+        **_flat("params", params),
+        **_flat("opt", opt_state),
+        **_flat("state", state),
+        **_flat("bn", bn_stats),
+        **{f"history/{k}": v for k, v in h.items()},
+    }
+    arrays.update(key=np.asarray(key_data), step=np.asarray(step, np.int64), format=np.asarray(CHECKPOINT_FORMAT))
     if identity is not None:
         arrays["identity"] = np.asarray(identity)
     atomic_savez(run_dir / CHECKPOINT, **arrays)
@@ -275,8 +200,10 @@ def _unflat(z: dict, prefix: str, template, path: Path, what: str):
         a = z.get(name)
         if a is None or a.shape != t.shape or a.dtype != t.dtype:
             got = "missing" if a is None else f"{a.dtype}{list(a.shape)}"
-            raise CheckpointError(f"{path}: {what} {jax.tree_util.keystr(kp)} is {got}, the config needs "
-                                  f"{t.dtype}{list(t.shape)}; checkpoint and config.json do not match")
+            raise CheckpointError(
+                f"{path}: {what} {jax.tree_util.keystr(kp)} is {got}, the config needs "
+                f"{t.dtype}{list(t.shape)}; checkpoint and config.json do not match"
+            )
         leaves.append(jnp.asarray(a))
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
 
@@ -288,8 +215,9 @@ def _load_npz(path: Path) -> dict:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except Exception as e:
-        raise CheckpointError(f"{path} is corrupt ({e.__class__.__name__}); "
-                              "train again or resume from an intact copy") from None
+        raise CheckpointError(
+            f"{path} is corrupt ({e.__class__.__name__}); train again or resume from an intact copy"
+        ) from None
 
 
 def _load_history(z: dict, path: Path, step: int) -> History:
@@ -335,17 +263,22 @@ def load_checkpoint(run_dir: Path, cfg: Config, vocab: Vocab, data_sha256: str |
     history = _load_history(z, path, step)
     if not all(np.isfinite(np.asarray(v)).all() for v in jax.tree_util.tree_leaves(params)):
         raise CheckpointError(f"{path} holds non-finite parameters")
-    if not all(np.isfinite(np.asarray(v)).all() for v in jax.tree_util.tree_leaves(bn)
-               if np.asarray(v).dtype.kind == "f"):
+    if not all(
+        np.isfinite(np.asarray(v)).all() for v in jax.tree_util.tree_leaves(bn) if np.asarray(v).dtype.kind == "f"
+    ):
         raise CheckpointError(f"{path} holds non-finite eval statistics (batch norm's mean or variance)")
     for kp, v in jax.tree_util.tree_flatten_with_path(opt_state)[0]:
         if "count" in jax.tree_util.keystr(kp) and np.asarray(v).shape == () and int(np.asarray(v)) != step:
-            raise CheckpointError(f"{path}: the optimizer has counted {int(np.asarray(v))} updates at step "
-                                  f"{step}; the checkpoint is damaged")
+            raise CheckpointError(
+                f"{path}: the optimizer has counted {int(np.asarray(v))} updates at step "
+                f"{step}; the checkpoint is damaged"
+            )
     ident = z.get("identity")  # last: the checks above say more precisely what is wrong, where they can
     if ident is not None and data_sha256 is not None and str(ident) != run_identity(cfg, vocab, data_sha256):
-        raise CheckpointError(f"{path} does not belong with this directory's config.json and vocab.json "
-                              "(another run's checkpoint, or files edited since it was written)")
+        raise CheckpointError(
+            f"{path} does not belong with this directory's config.json and vocab.json "
+            "(another run's checkpoint, or files edited since it was written)"
+        )
     return params, opt_state, state, key_data, step, bn, history
 
 
@@ -389,7 +322,7 @@ def load_run(run_dir, model: Model | None = None, diagnostics: bool = True) -> R
     cfg, vocab, sha = read_run_start(d, model)
     params, opt_state, state, key_data, step, bn, history = load_checkpoint(d, cfg, vocab, sha)
     metrics = read_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
-    from . import diagnostics as D
+    from .diagnostics import recorder as D
 
     diag = None
     if diagnostics and (d / D.FILE).is_file():  # a damaged one does not stop sampling or evaluating the run
@@ -404,6 +337,5 @@ def data_info(run_dir: Path) -> dict:
     """The data file a run trained on, from its config.json: ``{"path", "sha256", "words"}``."""
     info = read_json(run_dir / "config.json").get("data")
     if not isinstance(info, dict) or not all(isinstance(info.get(k), str) for k in ("path", "sha256")):
-        raise CheckpointError(f"{run_dir / 'config.json'} does not say which data file the run used; "
-                              "it is damaged")
+        raise CheckpointError(f"{run_dir / 'config.json'} does not say which data file the run used; it is damaged")
     return info

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .data import Vocab
-from .errors import ConfigError
+from ..data import Vocab
+from ..errors import ConfigError
 
 SAMPLE_CHUNK = 4096
 """Names drawn per compiled call: ``-n`` is bounded by time, not by memory. The first batch uses the
@@ -53,19 +53,48 @@ def _sample_sequence_ids(logits_eval, params, stats, key, *, n: int, T: int):
     return ids.T
 
 
-def iter_sample_names(logits_eval, params, bn_stats, vocab: Vocab, block_size: int, *, n: int = 20, key=None,
-                      max_len: int = 50, layout: str = "windows"):
+def iter_sample_names(
+    logits_eval,
+    params,
+    bn_stats,
+    vocab: Vocab,
+    block_size: int,
+    *,
+    n: int = 20,
+    key=None,
+    max_len: int = 50,
+    layout: str = "windows",
+):
     """:func:`sample_names` in batches of :data:`SAMPLE_CHUNK`, yielding names as each is drawn."""
     if not 1 <= max_len <= MAX_LEN_LIMIT:
         raise ConfigError(f"max-len must be between 1 and {MAX_LEN_LIMIT:,}, got {max_len}")
     key = jax.random.key(0) if key is None else key
     for i, start in enumerate(range(0, n, SAMPLE_CHUNK)):
-        yield from sample_names(logits_eval, params, bn_stats, vocab, block_size, n=min(SAMPLE_CHUNK, n - start),
-                                key=key if i == 0 else jax.random.fold_in(key, i), max_len=max_len, layout=layout)
+        yield from sample_names(
+            logits_eval,
+            params,
+            bn_stats,
+            vocab,
+            block_size,
+            n=min(SAMPLE_CHUNK, n - start),
+            key=key if i == 0 else jax.random.fold_in(key, i),
+            max_len=max_len,
+            layout=layout,
+        )
 
 
-def sample_names(logits_eval, params, bn_stats, vocab: Vocab, block_size: int, *, n: int = 20, key=None,
-                 max_len: int = 50, layout: str = "windows") -> list[str]:
+def sample_names(
+    logits_eval,
+    params,
+    bn_stats,
+    vocab: Vocab,
+    block_size: int,
+    *,
+    n: int = 20,
+    key=None,
+    max_len: int = 50,
+    layout: str = "windows",
+) -> list[str]:
     """``n`` names, each ending in ``'.'`` (or cut at ``max_len`` characters, marked ``'…'``).
 
     ``logits_eval(params, bn_stats, X)``: the model's eval-mode logits (``mlp.logits_eval``).
@@ -76,8 +105,7 @@ def sample_names(logits_eval, params, bn_stats, vocab: Vocab, block_size: int, *
     if layout == "sequences":
         ids = np.asarray(_sample_sequence_ids(logits_eval, params, bn_stats, key, n=n, T=block_size))[:, :max_len]
     else:
-        ids = np.asarray(_sample_ids(logits_eval, params, bn_stats, key, n=n, block_size=block_size,
-                                     max_len=max_len))
+        ids = np.asarray(_sample_ids(logits_eval, params, bn_stats, key, n=n, block_size=block_size, max_len=max_len))
     names = []
     for row in ids:
         end = np.flatnonzero(row == 0)

@@ -1,0 +1,99 @@
+"""Optimizers: the notebook's step-decay SGD, and AdamW, as ``optax`` transformations.
+
+Both keep their learning rates in the optimizer *state*, not in the program: models that differ
+only in their learning rate share one compiled step and train together under ``vmap`` (``bpjax
+sweep``). :data:`OPTIMIZERS` names them (the one place): ``make_optimizer(cfg)`` builds
+``cfg.optimizer``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ..errors import ConfigError
+
+ADAMW_WEIGHT_DECAY = 0.01
+"""AdamW's decoupled weight decay when none is given: makemore's (and PyTorch's) default."""
+
+
+class StepDecayState(NamedTuple):
+    count: jax.Array  # int32: updates applied so far
+    lr: jax.Array  # float32: the rate before the decay step
+    lr_decayed: jax.Array  # float32: the rate from the decay step on
+
+
+def scale_by_step_decay(lr: float, decay_step: int, factor: float) -> optax.GradientTransformation:
+    """``u -> -rate * u`` with ``rate = lr`` for steps < ``decay_step``, then ``lr * factor``.
+
+    (``lr * factor`` is rounded once from Python's double: 0.1 then 0.01 exactly.)
+    """
+
+    def init(params):
+        return StepDecayState(
+            jnp.zeros([], jnp.int32), jnp.asarray(lr, jnp.float32), jnp.asarray(float(lr) * float(factor), jnp.float32)
+        )
+
+    def update(updates, state, params=None):
+        rate = jnp.where(state.count < decay_step, state.lr, state.lr_decayed)
+        updates = jax.tree_util.tree_map(lambda g: (-rate).astype(g.dtype) * g, updates)
+        return updates, StepDecayState(state.count + 1, state.lr, state.lr_decayed)
+
+    return optax.GradientTransformation(init, update)
+
+
+def sgd_step_decay(lr: float, decay_step: int, factor: float) -> optax.GradientTransformation:
+    """SGD with the notebook's schedule: ``p -= lr * g`` for steps < ``decay_step``, then ``lr * factor``."""
+    return scale_by_step_decay(lr, decay_step, factor)
+
+
+def adamw_step_decay(
+    lr: float,
+    decay_step: int,
+    factor: float,
+    weight_decay: float,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    eps: float = 1e-8,
+) -> optax.GradientTransformation:
+    """AdamW as ``torch.optim.AdamW`` (and ``optax.adamw``): ``p -= rate * (m̂ / (√v̂ + eps) +
+    weight_decay * p)``, with the step-decay ``rate``. Defaults: makemore's betas (0.9, 0.99), eps 1e-8.
+
+    Weight decay applies to every parameter, as makemore's ``AdamW(model.parameters(), ...)`` does.
+    """
+    return optax.chain(
+        optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+        optax.add_decayed_weights(weight_decay),
+        scale_by_step_decay(lr, decay_step, factor),
+    )
+
+
+def _sgd(cfg) -> optax.GradientTransformation:
+    return sgd_step_decay(cfg.lr, cfg.decay_step, cfg.lr_decay_factor)
+
+
+def _adamw(cfg) -> optax.GradientTransformation:
+    wd = ADAMW_WEIGHT_DECAY if cfg.weight_decay is None else cfg.weight_decay
+    return adamw_step_decay(cfg.lr, cfg.decay_step, cfg.lr_decay_factor, wd)
+
+
+OPTIMIZERS = {
+    "sgd": (_sgd, "the notebook's plain SGD"),
+    "adamw": (_adamw, "AdamW (betas 0.9, 0.99, eps 1e-8; --weight-decay, default 0.01)"),
+}
+"""name -> (builder from a config, description): ``--optimizer``'s choices. Both follow the
+step-decay schedule ``lr``, then ``lr * lr_decay_factor`` from ``lr_decay_step``."""
+
+WEIGHT_DECAYED = ("adamw",)
+"""The optimizers that take ``--weight-decay``."""
+
+
+def make_optimizer(cfg) -> optax.GradientTransformation:
+    """The optimizer of a :class:`~bpjax.training.Config`: ``cfg.optimizer`` with its schedule."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
+    return OPTIMIZERS[cfg.optimizer][0](cfg)

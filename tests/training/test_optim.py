@@ -1,0 +1,72 @@
+"""The optimizers: the notebook's step-decay SGD and AdamW, as optax transformations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bpjax import Config, fit
+from bpjax.training.optim import OPTIMIZERS, adamw_step_decay, make_optimizer, sgd_step_decay
+
+
+def test_schedule():
+    tx = sgd_step_decay(0.1, 100, 0.1)
+    g = {"w": jnp.ones(2)}
+    state = tx.init(g)
+    rates = []
+    for _ in range(102):
+        u, state = tx.update(g, state)
+        rates.append(-float(u["w"][0]))
+    assert rates[0] == rates[99] == np.float32(0.1)  # steps 0..99
+    assert rates[100] == rates[101] == np.float32(0.01)  # from step 100: 0.01 exactly, not 0.1f * 0.1f
+    assert Config(steps=200_000).decay_step == 100_000 and Config(steps=10, lr_decay_step=3).decay_step == 3
+
+
+def test_adamw_is_optax_adamw_with_the_step_decay():
+    params = {"w": jnp.array([1.0, -2.0, 3.0]), "b": jnp.array([0.5])}
+    grads = [jax.tree_util.tree_map(lambda p, i=i: jnp.sin(p * (i + 1)), params) for i in range(6)]
+    ours, ref = (
+        adamw_step_decay(1e-2, 3, 0.1, 0.01),
+        [optax.adamw(r, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.01) for r in (1e-2, 1e-3)],
+    )
+    s, p = ours.init(params), params
+    s_ref, p_ref = [r.init(params) for r in ref], params
+    for i, g in enumerate(grads):
+        u, s = ours.update(g, s, p)
+        p = optax.apply_updates(p, u)
+        # optax.adamw with rate 1e-2 for steps 0..2, then 1e-3: its moments are shared, so run both
+        u_r = [r.update(g, sr, p_ref) for r, sr in zip(ref, s_ref, strict=True)]
+        s_ref = [x[1] for x in u_r]
+        p_ref = optax.apply_updates(p_ref, u_r[0 if i < 3 else 1][0])
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), p, p_ref)
+
+
+def test_make_optimizer_builds_the_configs_optimizer_with_its_schedule():
+    """Config(optimizer=...) gives that transformation with the config's rate, decay step and factor and,
+    for AdamW, its weight decay (default 0.01): the same updates as the one built by hand."""
+    params = {"w": jnp.array([1.0, -2.0, 3.0])}
+    grads = [{"w": jnp.array([0.5, -1.0, 2.0]) * (i + 1)} for i in range(4)]
+    cases = [
+        (Config(lr=0.2, lr_decay_step=2, lr_decay_factor=0.5), sgd_step_decay(0.2, 2, 0.5)),
+        (Config(optimizer="adamw", lr=0.01, lr_decay_step=2), adamw_step_decay(0.01, 2, 0.1, 0.01)),
+        (Config(optimizer="adamw", lr=0.01, steps=8, weight_decay=0.3), adamw_step_decay(0.01, 4, 0.1, 0.3)),
+    ]
+    for cfg, want in cases:
+        got = make_optimizer(cfg)
+        s_got, s_want, p_got, p_want = got.init(params), want.init(params), params, params
+        for g in grads:
+            u_got, s_got = got.update(g, s_got, p_got)
+            u_want, s_want = want.update(g, s_want, p_want)
+            np.testing.assert_array_equal(u_got["w"], u_want["w"])
+            p_got, p_want = optax.apply_updates(p_got, u_got), optax.apply_updates(p_want, u_want)
+    adamw, sgd = make_optimizer(cases[1][0]), make_optimizer(cases[0][0])
+    u_a = adamw.update(grads[0], adamw.init(params), params)[0]["w"]
+    u_s = sgd.update(grads[0], sgd.init(params), params)[0]["w"]
+    assert not np.allclose(u_a, u_s) and set(OPTIMIZERS) == {"sgd", "adamw"}
+
+
+def test_adamw_trains(names_path):
+    run = fit(
+        Config(n_hidden=32, steps=600, chunk=300, optimizer="adamw", lr=1e-2), data=names_path, out=False, verbose=False
+    )
+    assert run.metrics["val_loss"] < 2.7

@@ -1,0 +1,44 @@
+"""Reporting: the notebook's progress lines, the averaging window of a loss curve, the plots."""
+
+import io
+
+import numpy as np
+
+from bpjax.training.report import Progress, loss_figure, plot_curves, plot_history, plot_window, window_mean
+
+
+def test_window_mean_is_the_notebooks_view_mean():
+    lossi = np.arange(2500, dtype=np.float32)
+    np.testing.assert_array_equal(window_mean(lossi), lossi[:2000].reshape(2, 1000).mean(1))  # the tail dropped
+    assert window_mean(lossi[:10]).shape == (0,)
+    assert window_mean(np.ones((3, 40)), 10).shape == (3, 4)
+
+
+def test_a_short_run_plots_a_window_of_a_twentieth():
+    assert plot_window(200_000) == 1000 and plot_window(1999) == 99 and plot_window(5) == 1
+
+
+def test_progress_lines_print_each_multiple_of_every():
+    out = io.StringIO()
+    p = Progress(total=100, start=0, every=25, out=out, bar=False)
+    p.lines(0, np.linspace(3, 2, 60))
+    p.lines(60, np.linspace(2, 1, 40))
+    assert out.getvalue().splitlines() == [
+        "      0/    100: 3.0000",
+        "     25/    100: 2.5763",
+        "     50/    100: 2.1525",
+        "     75/    100: 1.6154",
+    ]
+
+
+def test_plots_are_written_with_matplotlib(tmp_path, require):
+    require("matplotlib")
+    history = {
+        "lossi": np.log10(np.linspace(3, 2, 3000)),
+        "eval_steps": np.array([1000, 3000]),
+        "eval_val": np.array([2.5, 2.1]),
+    }
+    fig = loss_figure(history, title="t")
+    assert [line.get_label() for line in fig.axes[0].lines] == ["train (mean of 1000 steps)", "val (eval mode)"]
+    assert plot_history(history, tmp_path / "loss.png") and (tmp_path / "loss.png").stat().st_size > 1000
+    assert plot_curves({"a": np.ones((2, 3))}, tmp_path / "c.png", title="c") and (tmp_path / "c.png").is_file()
