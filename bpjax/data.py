@@ -47,8 +47,7 @@ def sha256_of(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def resolve_data_path(path: str | os.PathLike | None = None, *, download: bool = True,
-                      source: str = "--data") -> Path:
+def resolve_data_path(path: str | os.PathLike | None = None, *, download: bool = True, source: str = "--data") -> Path:
     """Find the names file.
 
     Order: ``path`` (the CLI's ``--data``), else ``$BPJAX_DATA``; a path given either way must
@@ -67,32 +66,33 @@ def resolve_data_path(path: str | os.PathLike | None = None, *, download: bool =
             except OSError as e:
                 if e.errno == errno.ELOOP:
                     raise DataError(f"data file {str(p)!r} (from {source}) is a symlink loop") from None
-                raise DataError(f"data file {str(p)!r} (from {source}) is a broken symlink "
-                                f"(to {os.readlink(p)!r})") from None
+                raise DataError(
+                    f"data file {str(p)!r} (from {source}) is a broken symlink (to {os.readlink(p)!r})"
+                ) from None
         if not p.exists():
-            raise DataError(f"data file {str(p)!r} (from {source}) does not exist; "
-                            "pass the path of a names file, one word per line")
+            raise DataError(
+                f"data file {str(p)!r} (from {source}) does not exist; pass the path of a names file, one word per line"
+            )
         return p
-    candidates = [Path.cwd() / "data" / "names.txt", _REPO_ROOT / "data" / "names.txt",
-                  cache_dir() / "names.txt"]
+    candidates = [Path.cwd() / "data" / "names.txt", _REPO_ROOT / "data" / "names.txt", cache_dir() / "names.txt"]
     for p in candidates:
         if p.is_file():
             return p
     if download:
         return download_names(cache_dir() / "names.txt")
-    raise DataError("names.txt not found; put it in data/names.txt, or pass --data PATH, "
-                    "or set BPJAX_DATA")
+    raise DataError("names.txt not found; put it in data/names.txt, or pass --data PATH, or set BPJAX_DATA")
 
 
 def download_names(dest: Path, url: str = NAMES_URL, sha256: str = NAMES_SHA256) -> Path:
     """Download names.txt to ``dest`` atomically, checking its SHA-256."""
-    how = (f"download {url} yourself and save it as data/names.txt, or pass --data PATH")
+    how = f"download {url} yourself and save it as data/names.txt, or pass --data PATH"
     try:
         with urllib.request.urlopen(url, timeout=30) as r:
             payload = r.read()
     except Exception as e:  # no network, DNS, HTTP error: all say the same thing to the user
-        raise DataError(f"names.txt not found locally and the download failed ({e.__class__.__name__}: "
-                        f"{e}); {how}") from None
+        raise DataError(
+            f"names.txt not found locally and the download failed ({e.__class__.__name__}: {e}); {how}"
+        ) from None
     got = hashlib.sha256(payload).hexdigest()
     if got != sha256:
         raise DataError(f"downloaded names.txt has SHA-256 {got}, expected {sha256}; {how}")
@@ -124,8 +124,10 @@ def read_data(path: str | os.PathLike | None = None) -> tuple[Path, bytes, str]:
     except OSError as e:
         raise DataError(f"cannot read data file {str(p)!r}: {e.strerror}") from None
     if len(raw) > MAX_DATA_BYTES:
-        raise DataError(f"data file {str(p)!r} is larger than {MAX_DATA_BYTES // 2**20} MiB; "
-                        "a names file is one short word per line")
+        raise DataError(
+            f"data file {str(p)!r} is larger than {MAX_DATA_BYTES // 2**20} MiB; "
+            "a names file is one short word per line"
+        )
     return p, raw, hashlib.sha256(raw).hexdigest()
 
 
@@ -150,21 +152,27 @@ def parse_words(raw: bytes, p) -> list[str]:
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
-            raise DataError(f"data file {str(p)!r}: line {lineno} is not valid UTF-8 "
-                            "(is this a text file of one word per line?)") from None
+            raise DataError(
+                f"data file {str(p)!r}: line {lineno} is not valid UTF-8 (is this a text file of one word per line?)"
+            ) from None
         word = text.strip()
         if not word:
             continue
         if "\t" in word:
-            raise DataError(f"data file {str(p)!r}: line {lineno} ({word!r}) contains a tab; the file "
-                            "must hold one name per line, nothing else on it")
+            raise DataError(
+                f"data file {str(p)!r}: line {lineno} ({word!r}) contains a tab; the file "
+                "must hold one name per line, nothing else on it"
+            )
         bad = next((c for c in word if unicodedata.category(c) == "Cc"), None)
         if bad is not None:
-            raise DataError(f"data file {str(p)!r}: line {lineno} contains the control character "
-                            f"{bad!r} (is this a binary file?)")
+            raise DataError(
+                f"data file {str(p)!r}: line {lineno} contains the control character {bad!r} (is this a binary file?)"
+            )
         if BOUNDARY in word:
-            raise DataError(f"data file {str(p)!r}: line {lineno} ({word!r}) contains '.', "
-                            "which is reserved for the start/end token")
+            raise DataError(
+                f"data file {str(p)!r}: line {lineno} ({word!r}) contains '.', "
+                "which is reserved for the start/end token"
+            )
         words.append(word)
     if not words:
         raise DataError(f"data file {str(p)!r} holds no words; it needs one word per line")
@@ -201,8 +209,9 @@ class Vocab:
         try:
             return [self.stoi[c] for c in s]
         except KeyError as e:
-            raise DataError(f"character {e.args[0]!r} in {s!r} is not in the vocabulary "
-                            f"({self.size} symbols)") from None
+            raise DataError(
+                f"character {e.args[0]!r} in {s!r} is not in the vocabulary ({self.size} symbols)"
+            ) from None
 
     def decode(self, ints) -> str:
         out = []
@@ -223,7 +232,7 @@ class Vocab:
             if not isinstance(itos, list) or not all(isinstance(c, str) and len(c) == 1 for c in itos):
                 raise TypeError
         except (KeyError, TypeError):
-            raise DataError("vocab.json is malformed: expected {\"itos\": [one character per index]}") from None
+            raise DataError('vocab.json is malformed: expected {"itos": [one character per index]}') from None
         return cls(tuple(itos))
 
 
@@ -260,8 +269,8 @@ def build_sequences(words, vocab: Vocab, T: int) -> tuple[np.ndarray, np.ndarray
         ix = vocab.encode(w)
         if len(ix) + 1 > T:
             raise DataError(f"word {w!r} has {len(ix)} characters; sequences of length {T} hold at most {T - 1}")
-        X[i, 1:1 + len(ix)] = ix
-        Y[i, :len(ix)] = ix
+        X[i, 1 : 1 + len(ix)] = ix
+        Y[i, : len(ix)] = ix
         Y[i, len(ix)] = 0
     return X, Y
 
@@ -288,25 +297,35 @@ def make_splits(words, vocab: Vocab, block_size: int = 3, seed: int = 42) -> dic
     return {k: build_dataset(v, vocab, block_size) for k, v in _split_words(words, seed).items()}
 
 
-def make_dataset(words, vocab: Vocab, *, layout: str = "windows", block_size: int | None = None,
-                 seed: int = 42) -> dict:
+def make_dataset(
+    words, vocab: Vocab, *, layout: str = "windows", block_size: int | None = None, seed: int = 42
+) -> dict:
     """The splits of a data layout: ``"windows"`` (:func:`make_splits` with ``block_size``) or
     ``"sequences"`` (:func:`make_sequences`; their length is the data's)."""
     if layout == "windows":
         rows, have = sum(len(w) + 1 for w in words), host_memory_available()
         need = rows * block_size * 12  # the windows as Python lists (8-byte slots), then int32
         if have is not None and need > have:
-            raise DataError(f"--block-size {block_size:,} makes {rows:,} windows of {block_size:,} ids "
-                            f"({need / 2**30:,.1f} GiB), more than the {have / 2**30:,.1f} GiB available; "
-                            "use a smaller --block-size")
+            raise DataError(
+                f"--block-size {block_size:,} makes {rows:,} windows of {block_size:,} ids "
+                f"({need / 2**30:,.1f} GiB), more than the {have / 2**30:,.1f} GiB available; "
+                "use a smaller --block-size"
+            )
         return make_splits(words, vocab, block_size=block_size, seed=seed)
     if layout == "sequences":
         return make_sequences(words, vocab, seed=seed)
     raise DataError(f"unknown data layout {layout!r}")
 
 
-def load_dataset(path=None, *, block_size: int | None, split_seed: int = 42, layout: str = "windows",
-                 expect_sha: str | None = None, source: str = "--data"):
+def load_dataset(
+    path=None,
+    *,
+    block_size: int | None,
+    split_seed: int = 42,
+    layout: str = "windows",
+    expect_sha: str | None = None,
+    source: str = "--data",
+):
     """The names file, its vocabulary and its splits, as a run trains on them.
 
     ``layout``: the model's data layout (see :func:`make_dataset`).
@@ -318,8 +337,10 @@ def load_dataset(path=None, *, block_size: int | None, split_seed: int = 42, lay
     if expect_sha is not None and sha != expect_sha:  # checked before a line of it is parsed or echoed
         from .errors import CheckpointError
 
-        raise CheckpointError(f"data file {str(p)!r} is not the one this run trained on "
-                              f"(SHA-256 {sha[:12]}…, the run's {expect_sha[:12]}…); pass the original with --data")
+        raise CheckpointError(
+            f"data file {str(p)!r} is not the one this run trained on "
+            f"(SHA-256 {sha[:12]}…, the run's {expect_sha[:12]}…); pass the original with --data"
+        )
     words = parse_words(raw, p)
     if len(words) < 10:
         raise DataError(f"{str(p)!r} has {len(words)} words; the 80/10/10 split needs at least 10")

@@ -1,0 +1,293 @@
+"""The rows of ``bpjax bench``, measured in one run: a :class:`Bench` holds the data, the peers and
+the rows so far, and each group of rows is one of its methods."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import models
+from ..data import Vocab, load_words, make_dataset, resolve_data_path
+from ..errors import ConfigError
+from ..training import Config
+from ..training.distributed import default_sweep_devices
+from ..training.rundir import environment
+from ..training.step import GRADS
+from . import peers
+from .report import summary
+from .timing import DIAGNOSED, bench_bpjax, bench_diagnostics, cpu_name, row, step_flops
+
+SECTIONS = ("models", "scaling", "vmap", "diagnostics")
+"""The groups of rows ``--only`` chooses from; the reference rows (manual and autodiff gradients of
+the notebook's MLP, its PyTorch loops) always run."""
+REFERENCE = "mlp"
+"""The notebook's model: the grad, scaling and vmap rows measure it; every other registered model
+gets its manual and autodiff rows at its defaults."""
+PEAK_GFLOPS_CPU_CORE = 166.4  # AVX-512: 2 FMA units x 16 fp32 lanes x 2 flops x 2.6 GHz
+
+
+class Bench:
+    """One bench run: its settings, the names' rows per data layout, the peers, the rows measured."""
+
+    def __init__(
+        self,
+        *,
+        data=None,
+        steps: int,
+        repeats: int,
+        torch_steps: int,
+        peak_gflops=None,
+        makemore: str | None = None,
+        log=print,
+    ):
+        self.data, self.steps, self.repeats, self.torch_steps, self.log = data, steps, repeats, torch_steps, log
+        self.words = load_words(data)
+        self.V = Vocab.from_words(self.words).size
+        self._rows_by_layout = {}
+        on_cpu = jax.devices()[0].platform == "cpu"
+        self.peak = peak_gflops if peak_gflops is not None else (PEAK_GFLOPS_CPU_CORE if on_cpu else None)
+        self.rows: list[dict] = []
+        self.torch, self.torch_note = peers.torch_baselines()
+        self.peer, self.makemore_note = peers.makemore_peer(makemore)
+        for note in (self.torch_note, self.makemore_note):
+            if note:
+                log(note)
+        self.makemore = makemore
+        self.mm = self.peer.load_makemore(Path(makemore)) if self.peer else None
+
+    def train_rows(self, model: str):
+        """The training rows ``(X, Y)`` of ``model``'s data layout, on the device (made once per layout)."""
+        spec = models.get(model)
+        key = (spec.data, Config(model).block_size)
+        if key not in self._rows_by_layout:
+            splits = make_dataset(self.words, Vocab.from_words(self.words), layout=spec.data, block_size=key[1])
+            self._rows_by_layout[key] = tuple(jnp.asarray(a) for a in splits["train"])
+        return self._rows_by_layout[key]
+
+    def config(self, model: str, **settings) -> Config:
+        return Config(model, **settings).with_data({"block_size": self.train_rows(model)[0].shape[1]})
+
+    def add(self, group: str, name: str, res: dict, **keys) -> None:
+        r = {"group": group, "name": name, **keys, **res}
+        if self.peak and r["gflops"] is not None:
+            r["fraction_of_peak"] = r["gflops"] / self.peak
+        self.rows.append(r)
+        gf = f"{r['gflops']:7.2f} GFLOP/s" if r["gflops"] is not None else ""
+        self.log(
+            f"{group:9s} {name:34s} {r['steps_per_second']:>11,.0f} steps/s  "
+            f"{r['model_steps_per_second']:>11,.0f} model-steps/s  {gf}"
+        )
+
+    def bpjax(self, group, name, model=REFERENCE, grad="manual", K=0, devices=1, steps=None, **settings) -> None:
+        cfg = self.config(model, **settings)
+        res = bench_bpjax(
+            *self.train_rows(model),
+            self.V,
+            model=model,
+            grad=grad,
+            steps=steps or self.steps,
+            repeats=self.repeats,
+            K=K,
+            devices=devices,
+            **settings,
+        )
+        self.add(
+            group,
+            name,
+            res,
+            impl="bpjax",
+            model=model,
+            grad=grad,
+            variant="train",
+            K=max(K, 1),
+            devices=devices,
+            n_hidden=cfg.sizes.get("n_hidden"),
+            batch=cfg.batch_size,
+        )
+
+    def pytorch(self, group: str, model: str, steps: int) -> None:
+        for name, variant, grad, fn in self.torch.BASELINES.get(model, []) if self.torch else []:
+            ts = max(steps // 4, 50) if variant == "double_loop" else steps  # the slow Python loop
+            rates = fn(*self.train_rows(model), self.V, steps=ts, repeats=max(2, self.repeats // 2))
+            cfg = self.config(model)
+            self.add(
+                group,
+                name,
+                row(rates, step_flops(cfg, self.V)),
+                impl="pytorch",
+                model=model,
+                grad=grad,
+                variant=variant,
+                K=1,
+                n_hidden=cfg.sizes.get("n_hidden"),
+                batch=cfg.batch_size,
+            )
+
+    def makemore_rows(self, model: str, steps: int) -> None:
+        if self.peer is None or model not in self.peer.ZOO:
+            return
+        import torch
+
+        Xtr, Ytr = self.train_rows(model)
+        batch = self.config(model).batch_size
+        loop = self.peer.makemore_loop_rates(
+            Path(self.makemore), model, str(resolve_data_path(self.data)), max(steps, 50)
+        )
+        alone = self.peer.time_torch(
+            self.mm,
+            torch,
+            model,
+            np.asarray(Xtr),
+            np.asarray(Ytr),
+            self.V,
+            Xtr.shape[1],
+            steps,
+            repeats=max(2, self.repeats // 2),
+        )
+        # no FLOPs: makemore computes some models another way (bengio's embcat @ W1 is 30x the projections)
+        for name, variant, rates in (
+            (f"makemore.py's own loop, {model}", "makemore_loop", loop),
+            (f"makemore.py's model + AdamW, {model}", "makemore_model_step", alone),
+        ):
+            self.add(
+                model,
+                name,
+                row(rates, None),
+                impl="makemore",
+                model=model,
+                grad="autodiff",
+                variant=variant,
+                K=1,
+                batch=batch,
+            )
+
+    # ---- the groups ----------------------------------------------------------------------------
+    def reference(self) -> None:
+        for n_hidden in (64, 200):
+            for grad in GRADS:
+                self.bpjax("grad", f"bpjax {grad}, n_hidden {n_hidden}", grad=grad, n_hidden=n_hidden)
+        self.pytorch("pytorch", REFERENCE, min(self.torch_steps, self.steps))
+
+    def every_model(self) -> None:
+        steps = max(self.steps // 10, 100)
+        peer_steps = max(min(self.torch_steps, steps) // 2, 20)
+        for model in (m for m in models.names() if m != REFERENCE):
+            for grad in GRADS:
+                self.bpjax(model, f"bpjax {grad}, {model}", model=model, grad=grad, steps=steps)
+            self.pytorch(model, model, peer_steps)
+            self.makemore_rows(model, peer_steps)
+
+    def scaling(self, quick: bool) -> None:
+        steps = max(self.steps // 10, 100)
+        for b in (32, 256) if quick else (32, 256, 2048):
+            self.bpjax("scaling", f"manual, batch {b}", batch_size=b, steps=steps)
+        for h in (64, 256) if quick else (64, 256, 1024):
+            self.bpjax("scaling", f"manual, n_hidden {h}", n_hidden=h, steps=steps)
+
+    def vmap(self) -> None:
+        steps = max(self.steps // 10, 100)
+        for K in (4, 16):
+            for grad in GRADS:
+                self.bpjax("vmap", f"{grad}, {K} models under vmap", grad=grad, K=K, steps=steps)
+
+    def sharded(self) -> None:
+        n_dev = default_sweep_devices()  # bpjax sweep's default: one device per core on CPU
+        if n_dev <= 1:
+            return
+        for grad in GRADS:
+            self.bpjax(
+                "vmap",
+                f"{grad}, 16 models under vmap, {n_dev} devices",
+                grad=grad,
+                K=16 - 16 % n_dev,
+                devices=n_dev,
+                steps=max(self.steps // 10, 100),
+            )
+
+    def diagnostics(self, quick: bool) -> None:
+        for model in (REFERENCE,) if quick else (REFERENCE, "deep"):
+            n = self.steps if model == REFERENCE else max(self.steps // 10, 100)
+            res = bench_diagnostics(*self.train_rows(model), self.V, model=model, steps=n, repeats=self.repeats)
+            for variant, r in zip(("train", "diagnosed"), res, strict=True):
+                name = f"{model} manual" + (
+                    ", diagnose 100 + verify 1000" if variant == "diagnosed" else ", plain step"
+                )
+                self.add(
+                    "diagnostics",
+                    name,
+                    r,
+                    impl="bpjax",
+                    model=model,
+                    grad="manual",
+                    variant=variant,
+                    K=1,
+                    n_hidden=Config(model).sizes.get("n_hidden"),
+                    batch=32,
+                    **(DIAGNOSED if variant == "diagnosed" else {}),
+                )
+
+    def result(self, quick: bool) -> dict:
+        machine = {
+            **environment(),
+            "cpu": cpu_name(),
+            "cpu_count": os.cpu_count(),
+            "peak_gflops": self.peak,
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        }
+        threads = f"measured: makemore.py on torch's default threads ({peers.torch_threads()})" if self.peer else None
+        return {
+            "machine": machine,
+            "settings": {"steps": self.steps, "repeats": self.repeats, "quick": quick},
+            "rows": self.rows,
+            "summary": summary(self.rows, self.peak, self.V, self.torch is not None),
+            "torch": self.torch_note or "measured (1 thread)",
+            "makemore": self.makemore_note or threads,
+        }
+
+
+def run_bench(
+    *,
+    data=None,
+    steps: int = 20_000,
+    repeats: int = 5,
+    torch_steps: int = 2_000,
+    quick: bool = False,
+    peak_gflops: float | None = None,
+    makemore: str | None = None,
+    only: set[str] | None = None,
+    log=print,
+) -> dict:
+    """All rows; ``quick`` is the smoke-test size (a few hundred steps, the large rows skipped).
+    ``only``: of the groups :data:`SECTIONS`, just these, after the reference rows.
+    ``makemore``: the path to makemore.py, whose own training step is timed beside each of its models."""
+    if only is not None and not (only and only <= set(SECTIONS)):
+        raise ConfigError(f"--only takes some of {', '.join(SECTIONS)}, got {', '.join(sorted(only)) or 'nothing'}")
+
+    def want(section):
+        return only is None or section in only
+
+    b = Bench(
+        data=data,
+        steps=steps,
+        repeats=repeats,
+        torch_steps=torch_steps,
+        peak_gflops=peak_gflops,
+        makemore=makemore,
+        log=log,
+    )
+    b.reference()
+    if want("models"):
+        b.every_model()
+    if want("scaling"):
+        b.scaling(quick)
+    if want("vmap"):
+        b.vmap()
+    if want("diagnostics"):
+        b.diagnostics(quick)
+    if want("vmap"):
+        b.sharded()
+    return b.result(quick)

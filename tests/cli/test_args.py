@@ -1,0 +1,58 @@
+"""The flags every command shares: one per training setting and model size, from their one declaration."""
+
+import argparse
+import re
+
+import pytest
+
+from bpjax import models
+from bpjax.cli import build_parser
+from bpjax.cli.args import on_off, positive_int, seed, train_flags
+from bpjax.training.config import settings
+from conftest import run_cli
+
+
+def test_cli_choices_come_from_the_registry():
+    for cmd in ("train", "check", "sweep"):
+        out = run_cli(cmd, "--help").stdout
+        assert re.search(r"--model \{" + ",".join(models.names()) + r"\}", out), (cmd, out)
+    assert "--n-hidden" in run_cli("train", "--help").stdout
+
+
+def test_the_lectures_experiments_are_one_flag_each():
+    args = build_parser().parse_args(
+        ["train", "--model", "deep", "--batchnorm", "off", "--gain", "1", "--last-scale", "1", "--n-blocks", "3"]
+    )
+    assert (args.batchnorm, args.gain, args.last_scale, args.n_blocks) == (False, 1.0, 1.0, 3)
+
+
+def test_every_setting_is_a_flag_of_its_type_with_its_help_and_default():
+    parser = build_parser()
+    train = next(a for a in parser._actions if a.dest == "cmd").choices["train"]
+    flags = {a.dest: a for a in train._actions}
+    for name, rule in settings().items():
+        action = flags[name]
+        assert action.option_strings == ["--" + name.replace("_", "-")] and action.default is None
+        assert rule.help in action.help and "(default " in action.help
+        if rule.choices:
+            assert tuple(action.choices) == rule.choices
+        else:
+            assert action.type is {int: int, float: float}[rule.kind]
+    assert (
+        "sgd (the notebook's plain SGD)" in flags["optimizer"].help and "half the steps" in flags["lr_decay_step"].help
+    )
+    assert set(train_flags()) == {"model", *settings(), *models.all_sizes()}
+    args = parser.parse_args(["train", "--lr", "0.05", "--optimizer", "adamw", "--n-hidden", "7"])
+    assert (args.lr, args.optimizer, args.n_hidden, args.steps) == (0.05, "adamw", 7, None)
+
+
+def test_argument_types_say_what_they_expected():
+    assert positive_int("3") == 3 and seed("0") == 0 and on_off(" ON ") is True and on_off("no") is False
+    for f, bad, needle in (
+        (positive_int, "0", "positive"),
+        (positive_int, "x", "integer"),
+        (seed, "-1", "seed"),
+        (on_off, "maybe", "on or off"),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError, match=needle):
+            f(bad)
