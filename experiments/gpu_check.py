@@ -42,8 +42,7 @@ def bpjax(*args: str, timeout: float | None = None) -> tuple[int, str, float]:
     ``timeout`` seconds (exit status 124)."""
     t = time.perf_counter()
     try:
-        r = subprocess.run([sys.executable, "-m", "bpjax", *args], capture_output=True, text=True,
-                           timeout=timeout)
+        r = subprocess.run([sys.executable, "-m", "bpjax", *args], capture_output=True, text=True, timeout=timeout)
         rc, text = r.returncode, r.stdout + r.stderr
     except subprocess.TimeoutExpired as e:
         out = [b.decode(errors="replace") if isinstance(b, bytes) else (b or "") for b in (e.stdout, e.stderr)]
@@ -69,8 +68,11 @@ def vmap_sweep(K: int, steps: int, data: str | None) -> dict:
     vocab, splits, _ = load_dataset(data, block_size=3)
     Xtr, Ytr = (jnp.asarray(a) for a in splits["train"])
     row = bench_bpjax(Xtr, Ytr, vocab.size, grad="manual", steps=steps, repeats=3, K=K)
-    return {"models": K, "steps": steps, **{k: row[k] for k in ("steps_per_second", "model_steps_per_second",
-                                                                 "compile_seconds", "gflops")}}
+    return {
+        "models": K,
+        "steps": steps,
+        **{k: row[k] for k in ("steps_per_second", "model_steps_per_second", "compile_seconds", "gflops")},
+    }
 
 
 def main(argv=None) -> int:
@@ -80,8 +82,13 @@ def main(argv=None) -> int:
     p.add_argument("--tiny", action="store_true", help="tiny sizes: a smoke test of the script itself")
     p.add_argument("--allow-cpu", action="store_true", help="run even when JAX sees no GPU")
     p.add_argument("--jobs", type=int, default=1, help="bpjax check commands run at once (default 1)")
-    p.add_argument("--deadline", type=float, default=None, metavar="S",
-                   help="seconds for the whole script: commands are cut to the time left (default: no limit)")
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds for the whole script: commands are cut to the time left (default: no limit)",
+    )
     p.add_argument("--bench-steps", type=int, default=None, help="bpjax bench --steps (default: bench's own)")
     p.add_argument("--bench-repeats", type=int, default=None, help="bpjax bench --repeats (default: bench's own)")
     p.add_argument("--train-steps", type=int, default=None, help="bpjax train --steps (default: each model's own)")
@@ -95,20 +102,44 @@ def main(argv=None) -> int:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     dev = device()
     if dev["platform"] != "gpu" and not args.allow_cpu:
-        print(f"gpu_check: error: JAX sees no GPU (its devices are {dev['platform']}): install jax[cuda12] "
-              "on a machine with one, or pass --allow-cpu", file=sys.stderr)
+        print(
+            f"gpu_check: error: JAX sees no GPU (its devices are {dev['platform']}): install jax[cuda12] "
+            "on a machine with one, or pass --allow-cpu",
+            file=sys.stderr,
+        )
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = ["--data", args.data] if args.data else []
-    sizes = ({"bench": ["--quick", "--only", "vmap", "--steps", "100", "--repeats", "1", "--torch-steps", "20"],
-              "check": ["mlp"], "K": 8, "vmap_steps": 50, "train_steps": 20, "train": ["mlp"]} if args.tiny else
-             {"bench": [], "check": None, "K": 1024, "vmap_steps": 2_000, "train_steps": None, "train": MODELS})
-    bench_args = sizes["bench"] + [f for flag, v in (("--steps", args.bench_steps), ("--repeats", args.bench_repeats))
-                                   if v is not None for f in (flag, str(v))]
+    sizes = (
+        {
+            "bench": ["--quick", "--only", "vmap", "--steps", "100", "--repeats", "1", "--torch-steps", "20"],
+            "check": ["mlp"],
+            "K": 8,
+            "vmap_steps": 50,
+            "train_steps": 20,
+            "train": ["mlp"],
+        }
+        if args.tiny
+        else {"bench": [], "check": None, "K": 1024, "vmap_steps": 2_000, "train_steps": None, "train": MODELS}
+    )
+    bench_args = sizes["bench"] + [
+        f
+        for flag, v in (("--steps", args.bench_steps), ("--repeats", args.bench_repeats))
+        if v is not None
+        for f in (flag, str(v))
+    ]
     train_steps = args.train_steps or sizes["train_steps"]
-    result = {"device": dev, "tiny": args.tiny, "deadline": args.deadline, "commands": [], "skipped": [],
-              "train": {}, "vmap_sweep": None, "bench": None}
+    result = {
+        "device": dev,
+        "tiny": args.tiny,
+        "deadline": args.deadline,
+        "commands": [],
+        "skipped": [],
+        "train": {},
+        "vmap_sweep": None,
+        "bench": None,
+    }
 
     def left() -> float:
         return float("inf") if args.deadline is None else args.deadline - (clock() - start)
@@ -131,8 +162,11 @@ def main(argv=None) -> int:
     from bpjax import models
     from bpjax.io import atomic_write_json, atomic_write_text
 
-    checks = [(f"check {m} {'float64' if f64 else 'float32'}", "check", "--model", m, *f64, *data)
-              for m in sizes["check"] or models.names() for f64 in ((), ("--float64",))]
+    checks = [
+        (f"check {m} {'float64' if f64 else 'float32'}", "check", "--model", m, *f64, *data)
+        for m in sizes["check"] or models.names()
+        for f64 in ((), ("--float64",))
+    ]
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda c: run(*c), checks))
     order = {c[0]: i for i, c in enumerate(checks)}  # the table in the checks' order, not finishing order
@@ -143,14 +177,20 @@ def main(argv=None) -> int:
         rc = run(f"train {m}", "train", "--model", m, *steps, "--out", str(out / f"train-{m}"), *data)
         metrics = out / f"train-{m}" / "metrics.json"
         if rc == 0 and metrics.is_file():
-            result["train"][m] = {k: v for k, v in json.loads(metrics.read_text()).items()
-                                  if k in ("steps", "steps_per_second", "val_loss", "test_loss", "wall_seconds",
-                                           "compile_seconds", "n_params")}
+            result["train"][m] = {
+                k: v
+                for k, v in json.loads(metrics.read_text()).items()
+                if k
+                in ("steps", "steps_per_second", "val_loss", "test_loss", "wall_seconds", "compile_seconds", "n_params")
+            }
         save()
     if left() >= 3 * MIN_SECONDS:  # in this process: it cannot be killed, so it needs a margin
         result["vmap_sweep"] = vmap_sweep(sizes["K"], sizes["vmap_steps"], args.data)
-        print(f"{'vmap sweep of ' + str(sizes['K']) + ' MLPs':28s} "
-              f"{result['vmap_sweep']['model_steps_per_second']:,.0f} model-steps/s", flush=True)
+        print(
+            f"{'vmap sweep of ' + str(sizes['K']) + ' MLPs':28s} "
+            f"{result['vmap_sweep']['model_steps_per_second']:,.0f} model-steps/s",
+            flush=True,
+        )
     else:
         result["skipped"].append(f"vmap sweep of {sizes['K']} MLPs")
     save()
@@ -165,19 +205,24 @@ def main(argv=None) -> int:
 
 def markdown(result: dict) -> str:
     d = result["device"]
-    lines = [f"bpjax on **{d['kind']}** ({d['platform']}, {d['count']} device(s), jax {d['jax']})"
-             + (" — tiny sizes, a smoke test" if result["tiny"] else ""), "",
-             "| what | result |", "| --- | --- |"]
+    lines = [
+        f"bpjax on **{d['kind']}** ({d['platform']}, {d['count']} device(s), jax {d['jax']})"
+        + (" — tiny sizes, a smoke test" if result["tiny"] else ""),
+        "",
+        "| what | result |",
+        "| --- | --- |",
+    ]
     for c in result["commands"]:
         if c["name"].startswith("check"):
             verdict = {0: "pass", TIMED_OUT: "not finished (time limit)"}.get(c["exit"], f"FAIL (exit {c['exit']})")
             lines.append(f"| bpjax {c['name']} | {verdict} |")
     if v := result["vmap_sweep"]:
-        lines.append(f"| {v['models']:,} notebook MLPs under vmap | {v['model_steps_per_second']:,.0f} "
-                     "model-steps/s |")
+        lines.append(f"| {v['models']:,} notebook MLPs under vmap | {v['model_steps_per_second']:,.0f} model-steps/s |")
     for m, t in result["train"].items():
-        lines.append(f"| bpjax train --model {m} ({t['steps']:,} steps) | {t['steps_per_second']:,.0f} steps/s, "
-                     f"val {t['val_loss']:.4f}, {t['wall_seconds']:.0f} s |")
+        lines.append(
+            f"| bpjax train --model {m} ({t['steps']:,} steps) | {t['steps_per_second']:,.0f} steps/s, "
+            f"val {t['val_loss']:.4f}, {t['wall_seconds']:.0f} s |"
+        )
     for c in result["commands"]:
         if not c["name"].startswith("check") and c["exit"] != 0:
             lines.append(f"| bpjax {c['name']} | {'not finished (time limit)' if c['exit'] == TIMED_OUT else 'FAIL'} |")
@@ -185,8 +230,10 @@ def markdown(result: dict) -> str:
     if result.get("bench"):
         lines += ["", "bpjax bench on this device:", ""]
         for r in result["bench"]["rows"]:
-            lines.append(f"- {r['group']} / {r['name']}: {r['steps_per_second']:,.0f} steps/s, "
-                         f"{r['model_steps_per_second']:,.0f} model-steps/s")
+            lines.append(
+                f"- {r['group']} / {r['name']}: {r['steps_per_second']:,.0f} steps/s, "
+                f"{r['model_steps_per_second']:,.0f} model-steps/s"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -49,33 +49,50 @@ def main(argv=None) -> int:
         a = run.diagnostics
         ratio = a["verify_maxdiff"] / a["verify_bound"]
         q, k = np.unravel_index(np.argmax(ratio), ratio.shape)
-        row = {"model": name, "steps": cfg.steps, "checks": int(len(a["verify_step"])),
-               "passed": int(a["verify_ok"].all(1).sum()), "worst_ratio": float(ratio[q, k]),
-               "worst_parameter": str(a["param_names"][k]), "worst_step": int(a["verify_step"][q]),
-               "val_loss": run.metrics["val_loss"], "steps_per_second": run.metrics["steps_per_second"],
-               "wall_seconds": time.perf_counter() - t}
+        row = {
+            "model": name,
+            "steps": cfg.steps,
+            "checks": int(len(a["verify_step"])),
+            "passed": int(a["verify_ok"].all(1).sum()),
+            "worst_ratio": float(ratio[q, k]),
+            "worst_parameter": str(a["param_names"][k]),
+            "worst_step": int(a["verify_step"][q]),
+            "val_loss": run.metrics["val_loss"],
+            "steps_per_second": run.metrics["steps_per_second"],
+            "wall_seconds": time.perf_counter() - t,
+        }
         rows.append(row)
         if name == "deep":
-            from bpjax import diagnostics
+            from bpjax.training import diagnostics
 
-            diagnostics.save_figure(a, RESULTS / "deep_diagnostics.png",
-                                    title=f"deep network, {cfg.steps:,} steps: diagnostics every 100, checks every "
-                                          f"{args.verify_every:,}")
-        print(f"{name:12s} {row['passed']:,}/{row['checks']:,} checks passed over {cfg.steps:,} steps; worst "
-              f"{row['worst_parameter']} at step {row['worst_step']:,}: {row['worst_ratio']:.3f} of the bound; "
-              f"val {row['val_loss']:.4f}", flush=True)
+            diagnostics.save_figure(
+                a,
+                RESULTS / "deep_diagnostics.png",
+                title=f"deep network, {cfg.steps:,} steps: diagnostics every 100, checks every {args.verify_every:,}",
+            )
+        print(
+            f"{name:12s} {row['passed']:,}/{row['checks']:,} checks passed over {cfg.steps:,} steps; worst "
+            f"{row['worst_parameter']} at step {row['worst_step']:,}: {row['worst_ratio']:.3f} of the bound; "
+            f"val {row['val_loss']:.4f}",
+            flush=True,
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"verify_every": args.verify_every, "rows": rows}, indent=2) + "\n")
-    lines = [f"Every model trained with `verify_every={args.verify_every}` "
-             "(`python experiments/live_verification.py`): each check compares jax.grad of `loss_manual` with "
-             "jax.grad of `loss` on the parameters and minibatch of the step about to be taken.", "",
-             "| model | steps | checks passed | worst row (of its bound) | where | val | steps/s |",
-             "| --- | ---: | ---: | ---: | --- | ---: | ---: |"]
+    lines = [
+        f"Every model trained with `verify_every={args.verify_every}` "
+        "(`python experiments/live_verification.py`): each check compares jax.grad of `loss_manual` with "
+        "jax.grad of `loss` on the parameters and minibatch of the step about to be taken.",
+        "",
+        "| model | steps | checks passed | worst row (of its bound) | where | val | steps/s |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['steps']:,} | {r['passed']:,}/{r['checks']:,} | {r['worst_ratio']:.3f} "
-                     f"| {r['worst_parameter']}, step {r['worst_step']:,} | {r['val_loss']:.4f} "
-                     f"| {r['steps_per_second']:,.0f} |")
+        lines.append(
+            f"| {r['model']} | {r['steps']:,} | {r['passed']:,}/{r['checks']:,} | {r['worst_ratio']:.3f} "
+            f"| {r['worst_parameter']}, step {r['worst_step']:,} | {r['val_loss']:.4f} "
+            f"| {r['steps_per_second']:,.0f} |"
+        )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
     return 0 if all(r["passed"] == r["checks"] for r in rows) else 1

@@ -1,7 +1,7 @@
 """bpjax's six makemore models against makemore.py's PyTorch ones, on the same parameters and batch.
 
 For each model: bpjax's parameters (float64) go into makemore.py's module through
-``bpjax.makemore.to_state_dict``; both compute the loss and the gradients of one batch of makemore's
+``bpjax.models.makemore.to_state_dict``; both compute the loss and the gradients of one batch of makemore's
 layout, PyTorch by autograd, bpjax by its hand-written backward (``loss_manual``); the table gives
 the loss difference and, per parameter, the float64 pass rule of ``bpjax.check``. Then each
 framework's training step is timed on this machine in the same run (PyTorch on its default threads;
@@ -34,11 +34,10 @@ import numpy as np
 from bpjax import Config, models
 from bpjax.check import compare
 from bpjax.data import Vocab, load_words, make_sequences, resolve_data_path
-from bpjax.distributed import default_cores
 from bpjax.io import atomic_write_json, atomic_write_text
-from bpjax.makemore import to_state_dict
-from bpjax.optim import make_optimizer
-from bpjax.step import gradient_fn, init_train_state
+from bpjax.models.makemore import to_state_dict
+from bpjax.training.distributed import default_cores
+from bpjax.training.step import gradient_fn, init_train_state
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = {"bigram": "bigram", "bengio": "mlp", "rnn": "rnn", "gru": "gru", "bow": "bow", "transformer": "transformer"}
@@ -68,16 +67,23 @@ def load_makemore(path: Path):
 
 def torch_model(mm, kind: str, vocab_size: int, block_size: int):
     cfg = mm.ModelConfig(vocab_size=vocab_size, block_size=block_size)
-    return {"transformer": mm.Transformer, "bigram": mm.Bigram, "mlp": mm.MLP, "bow": mm.BoW,
-            "rnn": lambda c: mm.RNN(c, cell_type="rnn"), "gru": lambda c: mm.RNN(c, cell_type="gru")}[kind](cfg)
+    return {
+        "transformer": mm.Transformer,
+        "bigram": mm.Bigram,
+        "mlp": mm.MLP,
+        "bow": mm.BoW,
+        "rnn": lambda c: mm.RNN(c, cell_type="rnn"),
+        "gru": lambda c: mm.RNN(c, cell_type="gru"),
+    }[kind](cfg)
 
 
 def compare_model(mm, torch, name: str, Xb, Yb, V: int, T: int) -> dict:
     """Loss and gradients of makemore.py's module and bpjax's hand-written backward, float64."""
     spec = models.get(name)
     with jax.enable_x64(True):
-        params, state = spec.init(jax.random.key(0), vocab_size=V, dtype=jnp.float64,
-                                  **Config(name).with_data({"block_size": T}).sizes)
+        params, state = spec.init(
+            jax.random.key(0), vocab_size=V, dtype=jnp.float64, **Config(name).with_data({"block_size": T}).sizes
+        )
         if name == "bigram":  # the zero table has a trivial gradient
             params = {"logits": jax.random.normal(jax.random.key(1), (V, V), jnp.float64)}
         (loss, _), grads = jax.jit(gradient_fn(name, "manual"))(params, state, jnp.asarray(Xb), jnp.asarray(Yb))
@@ -85,8 +91,9 @@ def compare_model(mm, torch, name: str, Xb, Yb, V: int, T: int) -> dict:
     torch.set_default_dtype(torch.float64)  # makemore's CausalBoW makes its weights with the default dtype
     try:
         model = torch_model(mm, ZOO[name], V, T).double()
-        res = model.load_state_dict({k: torch.from_numpy(v) for k, v in to_state_dict(name, params).items()},
-                                    strict=False)
+        res = model.load_state_dict(
+            {k: torch.from_numpy(v) for k, v in to_state_dict(name, params).items()}, strict=False
+        )
         missing = [k for k in res.missing_keys if not k.endswith((".attn.bias", ".cbow.bias"))]
         assert not missing and not res.unexpected_keys, (missing, res.unexpected_keys)  # only the mask buffers
         _, t_loss = model(torch.from_numpy(np.asarray(Xb, np.int64)), torch.from_numpy(np.asarray(Yb, np.int64)))
@@ -95,9 +102,16 @@ def compare_model(mm, torch, name: str, Xb, Yb, V: int, T: int) -> dict:
         torch.set_default_dtype(torch.float32)
     g_torch = {k: p.grad.numpy() for k, p in model.named_parameters()}
     table = compare(g_bpjax, g_torch, table=name, title=f"{name}: bpjax's hand-written backward vs PyTorch autograd")
-    return {"model": name, "loss_bpjax": float(loss), "loss_torch": float(t_loss),
-            "loss_diff": abs(float(loss) - float(t_loss)), "ok": table.ok,
-            "worst": table.worst().name, "worst_maxdiff": table.worst().maxdiff, "rows": table.to_json()}
+    return {
+        "model": name,
+        "loss_bpjax": float(loss),
+        "loss_torch": float(t_loss),
+        "loss_diff": abs(float(loss) - float(t_loss)),
+        "ok": table.ok,
+        "worst": table.worst().name,
+        "worst_maxdiff": table.worst().maxdiff,
+        "rows": table.to_json(),
+    }
 
 
 def time_torch(mm, torch, name: str, Xtr, Ytr, V: int, T: int, steps: int, repeats: int = 1) -> list[float]:
@@ -127,14 +141,32 @@ def makemore_loop_rates(makemore: Path, name: str, data: str, steps: int) -> lis
     AdamW), step 0 left out. Raises RuntimeError with makemore's output when it fails."""
     runner = Path(__file__).resolve().parent / "run_makemore.py"
     with tempfile.TemporaryDirectory() as work:
-        cmd = [sys.executable, str(runner), str(makemore), "--type", ZOO[name], "--input-file", data,
-               "--work-dir", work, "--max-steps", str(steps + 1), "--num-workers", "0"]
+        cmd = [
+            sys.executable,
+            str(runner),
+            str(makemore),
+            "--type",
+            ZOO[name],
+            "--input-file",
+            data,
+            "--work-dir",
+            work,
+            "--max-steps",
+            str(steps + 1),
+            "--num-workers",
+            "0",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
-    ms = [float(line.rsplit("step time", 1)[1].strip().removesuffix("ms"))
-          for line in proc.stdout.splitlines() if "| step time " in line][1:]
+    ms = [
+        float(line.rsplit("step time", 1)[1].strip().removesuffix("ms"))
+        for line in proc.stdout.splitlines()
+        if "| step time " in line
+    ][1:]
     if proc.returncode or not ms:
-        raise RuntimeError(f"makemore.py --type {ZOO[name]} failed (exit {proc.returncode}): "
-                           f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+        raise RuntimeError(
+            f"makemore.py --type {ZOO[name]} failed (exit {proc.returncode}): "
+            f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}"
+        )
     return [1000.0 / t for t in ms]
 
 
@@ -153,11 +185,12 @@ def time_bpjax_process(name: str, data: str, steps: int) -> float:
 def time_bpjax(name: str, Xtr, Ytr, V: int, steps: int, repeats: int = 5) -> float:
     """bpjax's training step (the chunk ``bpjax train`` runs), steps/s, compiled ahead of time: the
     median of ``repeats`` timed chunks of ``steps`` steps (makemore's figure is a median too)."""
-    from bpjax.step import ChunkRunner, make_train_chunk
+    from bpjax.training.chunk import ChunkRunner
+    from bpjax.training.loop import chunk_for
 
     cfg = Config(name, steps=steps).with_data({"block_size": Xtr.shape[1]})
     params, opt_state, state, key = init_train_state(cfg, V)
-    runner = ChunkRunner(make_train_chunk(gradient_fn(name, "manual"), make_optimizer(cfg), cfg.batch_size))
+    runner = ChunkRunner(chunk_for(cfg))
     args = (params, opt_state, state, key, jnp.int32(0), jnp.asarray(Xtr), jnp.asarray(Ytr))
     run = runner.compile(steps, *args)
     np.asarray(run(*args)[3])
@@ -173,13 +206,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--makemore", default=str(ROOT.parent / "shared" / "peers" / "makemore.py"))
     p.add_argument("--data", default=None)
-    p.add_argument("--steps", type=int, default=300, help="timed steps per framework and model (bpjax: the "
-                   "median of 5 chunks of this many)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=300,
+        help="timed steps per framework and model (bpjax: the median of 5 chunks of this many)",
+    )
     p.add_argument("--out", default=str(ROOT / "experiments" / "results"))
     p.add_argument("--time-bpjax", metavar="MODEL", help=argparse.SUPPRESS)  # the child of time_bpjax_process
     args = p.parse_args(argv)
     if args.time_bpjax:
-        from bpjax.distributed import use_cores
+        from bpjax.training.distributed import use_cores
 
         n = default_cores(args.time_bpjax)
         if n is not None:
@@ -205,29 +242,45 @@ def main(argv=None) -> int:
     for name in ZOO:
         r = compare_model(mm, torch, name, Xb, Yb, V, T)
         r["makemore_loop_steps_per_second"] = statistics.median(
-            makemore_loop_rates(Path(args.makemore), name, data_path, args.steps))
+            makemore_loop_rates(Path(args.makemore), name, data_path, args.steps)
+        )
         r["torch_steps_per_second"] = time_torch(mm, torch, name, Xtr, Ytr, V, T, args.steps)[0]
         r["bpjax_steps_per_second"] = time_bpjax_process(name, data_path, max(args.steps, 100))
         r["bpjax_cpu_cores"] = default_cores(name) or "all"
         r["speedup"] = r["bpjax_steps_per_second"] / r["makemore_loop_steps_per_second"]
         r["speedup_over_model_step"] = r["bpjax_steps_per_second"] / r["torch_steps_per_second"]
         rows.append(r)
-        print(f"{name:12s} loss diff {r['loss_diff']:.1e}  grads {'ok' if r['ok'] else 'FAIL'} "
-              f"(worst {r['worst']} {r['worst_maxdiff']:.1e})  bpjax {r['bpjax_steps_per_second']:,.0f} steps/s "
-              f"vs makemore.py {r['makemore_loop_steps_per_second']:,.0f} ({r['speedup']:.1f}x), its model "
-              f"and AdamW alone {r['torch_steps_per_second']:,.0f} ({r['speedup_over_model_step']:.1f}x)", flush=True)
-    md = ["| model | loss, bpjax | loss, PyTorch | gradients (float64 rule) | worst row | bpjax steps/s "
-          "| bpjax cores | makemore.py steps/s | × | its model + AdamW alone, steps/s | × |",
-          "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        print(
+            f"{name:12s} loss diff {r['loss_diff']:.1e}  grads {'ok' if r['ok'] else 'FAIL'} "
+            f"(worst {r['worst']} {r['worst_maxdiff']:.1e})  bpjax {r['bpjax_steps_per_second']:,.0f} steps/s "
+            f"vs makemore.py {r['makemore_loop_steps_per_second']:,.0f} ({r['speedup']:.1f}x), its model "
+            f"and AdamW alone {r['torch_steps_per_second']:,.0f} ({r['speedup_over_model_step']:.1f}x)",
+            flush=True,
+        )
+    md = [
+        "| model | loss, bpjax | loss, PyTorch | gradients (float64 rule) | worst row | bpjax steps/s "
+        "| bpjax cores | makemore.py steps/s | × | its model + AdamW alone, steps/s | × |",
+        "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
-        md.append(f"| {r['model']} | {r['loss_bpjax']:.12f} | {r['loss_torch']:.12f} | {'ok' if r['ok'] else 'FAIL'} "
-                  f"| {r['worst']} {r['worst_maxdiff']:.1e} | {r['bpjax_steps_per_second']:,.0f} "
-                  f"| {r['bpjax_cpu_cores']} "
-                  f"| {r['makemore_loop_steps_per_second']:,.0f} | {r['speedup']:.1f} "
-                  f"| {r['torch_steps_per_second']:,.0f} | {r['speedup_over_model_step']:.1f} |")
+        md.append(
+            f"| {r['model']} | {r['loss_bpjax']:.12f} | {r['loss_torch']:.12f} | {'ok' if r['ok'] else 'FAIL'} "
+            f"| {r['worst']} {r['worst_maxdiff']:.1e} | {r['bpjax_steps_per_second']:,.0f} "
+            f"| {r['bpjax_cpu_cores']} "
+            f"| {r['makemore_loop_steps_per_second']:,.0f} | {r['speedup']:.1f} "
+            f"| {r['torch_steps_per_second']:,.0f} | {r['speedup_over_model_step']:.1f} |"
+        )
     out = Path(args.out)
-    atomic_write_json(out / "makemore_peer.json", {"rows": rows, "steps": args.steps, "torch": torch.__version__,
-                                                   "torch_threads": torch.get_num_threads(), "jax": jax.__version__})
+    atomic_write_json(
+        out / "makemore_peer.json",
+        {
+            "rows": rows,
+            "steps": args.steps,
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "jax": jax.__version__,
+        },
+    )
     atomic_write_text(out / "makemore_peer.md", "\n".join(md) + "\n")
     print("\n".join(md))
     return 0 if all(r["ok"] and r["loss_diff"] <= 1e-12 for r in rows) else 1

@@ -21,8 +21,8 @@ import numpy as np
 
 from bpjax import Config, fit
 from bpjax.io import atomic_write_json, atomic_write_text
-from bpjax.report import window_mean
-from bpjax.rundir import environment
+from bpjax.training.report import window_mean
+from bpjax.training.rundir import environment
 
 CONFIGS = {
     "notebook": dict(model="mlp", n_embd=10, n_hidden=64),  # the seed notebook: 4,137 parameters
@@ -55,12 +55,32 @@ def main(argv=None) -> int:
                 print(f"== {name} {grad} seed {seed}", flush=True)
                 run = fit(cfg, data=args.data, out=False, verbose=False, progress_bar=False)
                 m = run.metrics
-                runs.append({"config": name, "grad": grad, "seed": seed, "n_hidden": cfg.n_hidden,
-                             "n_params": m["n_params"], **{k: m[k] for k in (
-                                 "train_loss", "val_loss", "test_loss", "steps", "steps_per_second",
-                                 "compile_seconds", "wall_seconds")}})
-                print(f"   train {m['train_loss']:.4f} val {m['val_loss']:.4f} test {m['test_loss']:.4f} "
-                      f"{m['steps_per_second']:,.0f} steps/s", flush=True)
+                runs.append(
+                    {
+                        "config": name,
+                        "grad": grad,
+                        "seed": seed,
+                        "n_hidden": cfg.n_hidden,
+                        "n_params": m["n_params"],
+                        **{
+                            k: m[k]
+                            for k in (
+                                "train_loss",
+                                "val_loss",
+                                "test_loss",
+                                "steps",
+                                "steps_per_second",
+                                "compile_seconds",
+                                "wall_seconds",
+                            )
+                        },
+                    }
+                )
+                print(
+                    f"   train {m['train_loss']:.4f} val {m['val_loss']:.4f} test {m['test_loss']:.4f} "
+                    f"{m['steps_per_second']:,.0f} steps/s",
+                    flush=True,
+                )
                 if seed == 0:
                     curves[f"{name} {grad}"] = window_mean(run.history["lossi"])
 
@@ -69,15 +89,23 @@ def main(argv=None) -> int:
         for grad in grads:
             rs = [r for r in runs if r["config"] == name and r["grad"] == grad]
             val = [r["val_loss"] for r in rs]
-            groups.append({
-                "config": name, "grad": grad, "seeds": len(rs), "n_params": rs[0]["n_params"],
-                "train_mean": statistics.fmean(r["train_loss"] for r in rs),
-                "val_mean": statistics.fmean(val), "val_std": statistics.stdev(val) if len(val) > 1 else 0.0,
-                "val_min": min(val), "val_max": max(val),
-                "steps_per_second_median": statistics.median(r["steps_per_second"] for r in rs),
-                "bound": BOUNDS[name], "pytorch_val": PYTORCH_VAL[name],
-                "within_bound": max(val) <= BOUNDS[name],
-            })
+            groups.append(
+                {
+                    "config": name,
+                    "grad": grad,
+                    "seeds": len(rs),
+                    "n_params": rs[0]["n_params"],
+                    "train_mean": statistics.fmean(r["train_loss"] for r in rs),
+                    "val_mean": statistics.fmean(val),
+                    "val_std": statistics.stdev(val) if len(val) > 1 else 0.0,
+                    "val_min": min(val),
+                    "val_max": max(val),
+                    "steps_per_second_median": statistics.median(r["steps_per_second"] for r in rs),
+                    "bound": BOUNDS[name],
+                    "pytorch_val": PYTORCH_VAL[name],
+                    "within_bound": max(val) <= BOUNDS[name],
+                }
+            )
     agreement = {}
     if {"manual", "autodiff"} <= set(grads):
         for name in configs:
@@ -85,19 +113,28 @@ def main(argv=None) -> int:
             agreement[name] = max(abs(by["manual", s] - by["autodiff", s]) for s in range(args.seeds))
 
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / f"{args.name}.json", {"runs": runs, "groups": groups,
-                                         "max_abs_val_diff_manual_vs_autodiff": agreement,
-                                         "environment": environment(),
-                                         "command": "python experiments/reproduce.py "
-                                                    + " ".join(argv or sys.argv[1:])})
-    lines = ["| config | grad | params | seeds | train (mean) | val mean ± std | val min–max | bound | PyTorch val "
-             "| steps/s (median) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    atomic_write_json(
+        out / f"{args.name}.json",
+        {
+            "runs": runs,
+            "groups": groups,
+            "max_abs_val_diff_manual_vs_autodiff": agreement,
+            "environment": environment(),
+            "command": "python experiments/reproduce.py " + " ".join(argv or sys.argv[1:]),
+        },
+    )
+    lines = [
+        "| config | grad | params | seeds | train (mean) | val mean ± std | val min–max | bound | PyTorch val "
+        "| steps/s (median) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for g in groups:
-        lines.append(f"| {g['config']} | {g['grad']} | {g['n_params']:,} | {g['seeds']} | {g['train_mean']:.4f} | "
-                     f"{g['val_mean']:.4f} ± {g['val_std']:.4f} | {g['val_min']:.4f}–{g['val_max']:.4f} | "
-                     f"≤ {g['bound']} {'✓' if g['within_bound'] else '✗'} | {g['pytorch_val']} | "
-                     f"{g['steps_per_second_median']:,.0f} |")
+        lines.append(
+            f"| {g['config']} | {g['grad']} | {g['n_params']:,} | {g['seeds']} | {g['train_mean']:.4f} | "
+            f"{g['val_mean']:.4f} ± {g['val_std']:.4f} | {g['val_min']:.4f}–{g['val_max']:.4f} | "
+            f"≤ {g['bound']} {'✓' if g['within_bound'] else '✗'} | {g['pytorch_val']} | "
+            f"{g['steps_per_second_median']:,.0f} |"
+        )
     for name, d in agreement.items():
         lines.append(f"\n{name}: manual vs autodiff, same seed, max |Δ val| = {d:.2e}")
     atomic_write_text(out / f"{args.name}.md", "\n".join(lines) + "\n")
@@ -117,8 +154,7 @@ def plot(curves: dict, path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for label, c in curves.items():
-        ax.plot((np.arange(len(c)) + 0.5) * 1000, c, label=label, lw=1.2,
-                ls="-" if "manual" in label else "--")
+        ax.plot((np.arange(len(c)) + 0.5) * 1000, c, label=label, lw=1.2, ls="-" if "manual" in label else "--")
     ax.set_xlabel("step")
     ax.set_ylabel("log10 training loss (mean of 1,000 steps)")
     ax.set_title("bpjax: hand-written vs jax.grad gradients (seed 0)")

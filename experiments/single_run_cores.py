@@ -32,8 +32,21 @@ def train_rate(model: str, steps: int, *, devices: int = 1, one_core: bool = Fal
     if devices > 1:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     with tempfile.TemporaryDirectory() as d:
-        cmd = [sys.executable, "-m", "bpjax", "train", "--model", model, "--steps", str(steps), "--devices",
-               str(devices), "--out", str(Path(d) / "run"), "--no-progress"] + (["--data", data] if data else [])
+        cmd = [
+            sys.executable,
+            "-m",
+            "bpjax",
+            "train",
+            "--model",
+            model,
+            "--steps",
+            str(steps),
+            "--devices",
+            str(devices),
+            "--out",
+            str(Path(d) / "run"),
+            "--no-progress",
+        ] + (["--data", data] if data else [])
         if one_core:
             cmd = ["taskset", "-c", str(cores[0])] + cmd
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -49,8 +62,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "experiments" / "results"))
     args = p.parse_args(argv)
     n = len(os.sched_getaffinity(0))
-    ways = {"one core": {"one_core": True}, f"{n} cores (default)": {},
-            f"data-parallel over {n} host devices": {"devices": n}}
+    ways = {
+        "one core": {"one_core": True},
+        f"{n} cores (default)": {},
+        f"data-parallel over {n} host devices": {"devices": n},
+    }
     rows = []
     for model, steps in STEPS.items():
         row = {"model": model, "steps": steps}

@@ -30,8 +30,19 @@ def _time_eager(run, steps: int, repeats: int) -> list[float]:
 # --------------------------------------------------------------------------------------------
 # The notebook's PyTorch loop, written for the benchmark (its bug fixed: fresh bn_raw, bn_var_inv)
 # --------------------------------------------------------------------------------------------
-def notebook_loop(Xtr, Ytr, vocab_size: int, *, steps: int, repeats: int, index_add: bool,
-                  n_hidden: int = 64, n_embd: int = 10, block_size: int = 3, batch: int = 32) -> list[float]:
+def notebook_loop(
+    Xtr,
+    Ytr,
+    vocab_size: int,
+    *,
+    steps: int,
+    repeats: int,
+    index_add: bool,
+    n_hidden: int = 64,
+    n_embd: int = 10,
+    block_size: int = 3,
+    batch: int = 32,
+) -> list[float]:
     import torch
     import torch.nn.functional as F
 
@@ -72,8 +83,12 @@ def notebook_loop(Xtr, Ytr, vocab_size: int, *, steps: int, repeats: int, index_
             dhpreact = (1.0 - h**2) * dh
             dbngain = (bn_raw * dhpreact).sum(0, keepdim=True)
             dbnbias = dhpreact.sum(0, keepdim=True)
-            dhprebn = bngain * bn_var_inv / n * (n * dhpreact - dhpreact.sum(0)
-                                                 - n / (n - 1) * bn_raw * (dhpreact * bn_raw).sum(0))
+            dhprebn = (
+                bngain
+                * bn_var_inv
+                / n
+                * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bn_raw * (dhpreact * bn_raw).sum(0))
+            )
             dembcat = dhprebn @ W1.T
             dW1 = embcat.T @ dhprebn
             db1 = dhprebn.sum(0)
@@ -93,8 +108,18 @@ def notebook_loop(Xtr, Ytr, vocab_size: int, *, steps: int, repeats: int, index_
     return _time_eager(run, steps, repeats)
 
 
-def wavenet_autograd(Xtr, Ytr, vocab_size: int, *, steps: int, repeats: int, n_embd: int = 24,
-                     n_hidden: int = 128, block_size: int = 8, batch: int = 32) -> list[float]:
+def wavenet_autograd(
+    Xtr,
+    Ytr,
+    vocab_size: int,
+    *,
+    steps: int,
+    repeats: int,
+    n_embd: int = 24,
+    n_hidden: int = 128,
+    block_size: int = 8,
+    batch: int = 32,
+) -> list[float]:
     """makemore part 5's training loop in PyTorch: eager autograd, the lecture's layers and init."""
     import torch
     import torch.nn.functional as F
@@ -192,12 +217,15 @@ def wavenet_autograd(Xtr, Ytr, vocab_size: int, *, steps: int, repeats: int, n_e
     return _time_eager(run, steps, repeats)
 
 
-
-
 BASELINES = {  # model -> rows: (display name, variant, its backward, fn(Xtr, Ytr, vocab_size, steps=, repeats=))
-    "mlp": [("notebook loop (Python double loop dC)", "double_loop", "manual",
-             lambda *a, **k: notebook_loop(*a, index_add=False, **k)),
-            ("notebook loop, index_add_ dC", "index_add", "manual",
-             lambda *a, **k: notebook_loop(*a, index_add=True, **k))],
+    "mlp": [
+        (
+            "notebook loop (Python double loop dC)",
+            "double_loop",
+            "manual",
+            lambda *a, **k: notebook_loop(*a, index_add=False, **k),
+        ),
+        ("notebook loop, index_add_ dC", "index_add", "manual", lambda *a, **k: notebook_loop(*a, index_add=True, **k)),
+    ],
     "wavenet": [("PyTorch eager autograd, wavenet", "autograd", "autodiff", wavenet_autograd)],
 }

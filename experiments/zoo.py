@@ -20,7 +20,7 @@ import numpy as np
 
 from bpjax import Config, fit, models
 from bpjax.io import atomic_savefig, atomic_write_json, atomic_write_text
-from bpjax.rundir import environment
+from bpjax.training.rundir import environment
 
 
 def main(argv=None) -> int:
@@ -40,20 +40,49 @@ def main(argv=None) -> int:
         print(f"== {name}: {cfg.steps:,} steps, {cfg.optimizer} lr {cfg.lr}", flush=True)
         run = fit(cfg, data=args.data, out=False, verbose=False, progress_bar=False)
         m = run.metrics
-        rows.append({"model": name, "n_params": m["n_params"], "steps": m["steps"], "optimizer": cfg.optimizer,
-                     **{k: m[k] for k in ("train_loss", "val_loss", "test_loss", "steps_per_second",
-                                          "compile_seconds", "wall_seconds")}})
+        rows.append(
+            {
+                "model": name,
+                "n_params": m["n_params"],
+                "steps": m["steps"],
+                "optimizer": cfg.optimizer,
+                **{
+                    k: m[k]
+                    for k in (
+                        "train_loss",
+                        "val_loss",
+                        "test_loss",
+                        "steps_per_second",
+                        "compile_seconds",
+                        "wall_seconds",
+                    )
+                },
+            }
+        )
         curves[name] = (np.asarray(run.history["eval_steps"]) / m["steps"], np.asarray(run.history["eval_val"]))
-        print(f"   val {m['val_loss']:.4f}  test {m['test_loss']:.4f}  {m['steps_per_second']:,.0f} steps/s  "
-              f"{m['wall_seconds']:.0f} s", flush=True)
-    md = ["| model | parameters | steps | optimizer | train | val | test | steps/s | wall s |",
-          "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
-    md += [f"| {r['model']} | {r['n_params']:,} | {r['steps']:,} | {r['optimizer']} | {r['train_loss']:.4f} "
-           f"| {r['val_loss']:.4f} | {r['test_loss']:.4f} | {r['steps_per_second']:,.0f} | {r['wall_seconds']:.0f} |"
-           for r in rows]
+        print(
+            f"   val {m['val_loss']:.4f}  test {m['test_loss']:.4f}  {m['steps_per_second']:,.0f} steps/s  "
+            f"{m['wall_seconds']:.0f} s",
+            flush=True,
+        )
+    md = [
+        "| model | parameters | steps | optimizer | train | val | test | steps/s | wall s |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    md += [
+        f"| {r['model']} | {r['n_params']:,} | {r['steps']:,} | {r['optimizer']} | {r['train_loss']:.4f} "
+        f"| {r['val_loss']:.4f} | {r['test_loss']:.4f} | {r['steps_per_second']:,.0f} | {r['wall_seconds']:.0f} |"
+        for r in rows
+    ]
     out = Path(args.out)
-    atomic_write_json(out / "zoo.json", {"rows": rows, "environment": environment(),
-                                         "command": "python experiments/zoo.py " + " ".join(argv or sys.argv[1:])})
+    atomic_write_json(
+        out / "zoo.json",
+        {
+            "rows": rows,
+            "environment": environment(),
+            "command": "python experiments/zoo.py " + " ".join(argv or sys.argv[1:]),
+        },
+    )
     atomic_write_text(out / "zoo.md", "\n".join(md) + "\n")
     try:
         from matplotlib.figure import Figure

@@ -1,0 +1,73 @@
+"""The README's model of your own, run as written: a layer of its own, trained through fit, checked,
+stopped and resumed, loaded back."""
+
+import re
+
+import jax
+import numpy as np
+import pytest
+
+from bpjax import Config, fit, load_run
+from bpjax.errors import CheckpointError, ConfigError
+from conftest import ROOT, batch
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    m = re.search(r"<!-- user-model -->\s*```python\n(.*?)```", text, re.S)
+    assert m, "the README's user-model example is missing"
+    return m.group(1)
+
+
+def test_readme_user_model_example_trains_through_fit(names_path, monkeypatch):
+    code = readme_example()
+    assert len([line for line in code.splitlines() if line.strip()]) <= 30
+    monkeypatch.setenv("BPJAX_DATA", str(names_path))
+    ns = {}
+    exec(compile(code, "README.md", "exec"), ns)
+    run, model = ns["run"], ns["swish_mlp"]
+    assert run.metrics["status"] == "complete" and run.metrics["model"] == "swish_mlp"
+    assert run.metrics["val_loss"] < 2.45  # an MLP of 64 swish units: ~2.3 after 5,000 steps
+    assert len(run.sample(n=3)) == 3
+    # its tables: every hand-written layer, its own swish among them, and the whole model
+    X, Y = batch(jax.random.key(0), 32)
+    layers, whole = model.tables(run.params, run.state, X, Y)
+    assert layers.ok and whole.ok and "swish.x" in {r.name for r in layers}
+    assert {r.name for r in whole} == {"C", "W1", "b1", "W2", "b2"}
+
+
+def test_a_wrong_backward_in_the_users_layer_is_caught(names_path, monkeypatch):
+    code = readme_example().replace("s + x * s * (1 - s)", "s + x * s * (1 + s)").replace("steps=5_000", "steps=2")
+    monkeypatch.setenv("BPJAX_DATA", str(names_path))
+    ns = {}
+    exec(compile(code, "README.md", "exec"), ns)
+    X, Y = batch(jax.random.key(0), 32)
+    layers, whole = ns["swish_mlp"].tables(ns["run"].params, ns["run"].state, X, Y)
+    assert not layers["swish.x"].ok and not whole.ok
+    assert all(r.ok for r in layers if r.name != "swish.x")
+
+
+def test_a_user_model_run_directory_loads_with_its_model(names_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("BPJAX_DATA", str(names_path))
+    ns = {}
+    code = readme_example().replace("steps=5_000", "steps=200").replace("out=False", f"out={str(tmp_path / 'r')!r}")
+    exec(compile(code, "README.md", "exec"), ns)
+    with pytest.raises(CheckpointError, match="load_run\\(DIR, model=...\\)"):
+        load_run(tmp_path / "r")
+    back = load_run(tmp_path / "r", model=ns["swish_mlp"])
+    assert back.step == 200 and back.metrics["val_loss"] == ns["run"].metrics["val_loss"]
+
+
+def test_a_user_model_run_stops_and_resumes(names_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("BPJAX_DATA", str(names_path))
+    ns = {}
+    exec(compile(readme_example().replace("run = fit(", "straight = fit("), "README.md", "exec"), ns)
+    model, straight = ns["swish_mlp"], ns["straight"]
+    cfg = Config(model=model, steps=5_000, lr=0.1)
+    fit(cfg, out=tmp_path / "r", stop_at=1_234, verbose=False, save_plot=False)
+    with pytest.raises(ConfigError, match="model= is for resume"):
+        fit(cfg, out=False, model=model, verbose=False)
+    resumed = fit(resume=tmp_path / "r", model=model, verbose=False, save_plot=False)
+    assert resumed.metrics["resumed_from"] == 1_234
+    np.testing.assert_array_equal(resumed.history["lossi"], straight.history["lossi"])
+    assert resumed.metrics["val_loss"] == straight.metrics["val_loss"]
