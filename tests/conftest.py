@@ -45,6 +45,37 @@ def names_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shakespeare_path() -> Path:
+    """tiny Shakespeare at data/tinyshakespeare.txt (``.ci/run`` copies it there); missing is a failure in CI."""
+    p = ROOT / "data" / "tinyshakespeare.txt"
+    if not p.is_file():
+        missing(f"tinyshakespeare.txt not found at {p}; copy it to data/tinyshakespeare.txt")
+    return p
+
+
+SMALL_GPT = {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32}
+"""A GPT the tests train for a few hundred steps (seconds): nanoGPT's recipe, smaller."""
+
+
+@pytest.fixture(scope="session")
+def gpt_run(shakespeare_path, tmp_path_factory):
+    """A small GPT trained 300 steps on tiny Shakespeare, its run directory (one per session)."""
+    from bpjax import Config, fit
+
+    out = tmp_path_factory.mktemp("gpt") / "run"
+    cfg = Config("gpt", steps=300, warmup_steps=30, eval_every=150, chunk=150, **SMALL_GPT)
+    fit(cfg, data=shakespeare_path, out=out, verbose=False, save_plot=False)
+    return out
+
+
+def write(tmp_path, payload: bytes, name="words.txt"):
+    """``payload`` written to ``tmp_path / name``; its path."""
+    p = tmp_path / name
+    p.write_bytes(payload)
+    return p
+
+
+@pytest.fixture(scope="session")
 def names_splits(names_path):
     from bpjax.data import Vocab, load_words, make_splits
 
