@@ -7,9 +7,11 @@ it: the oracle), and ``<layer>``, the same function wrapped in ``jax.custom_vjp`
 
 =================  ==========================================================================
 ``losses``         ``cross_entropy`` (exercise 2), ``cross_entropy_masked`` (makemore's padding)
-``dense``          ``linear``, ``embedding``, ``flatten_consecutive``, ``context_linear``
+``dense``          ``linear``, ``embedding``, ``add_positions``, ``tied_head``, ``flatten_consecutive``,
+                   ``context_linear``
 ``norm``           ``batchnorm`` (exercise 3), ``batchnorm_eval``, ``running_batchnorm``, ``layernorm``
-``activations``    ``tanh``, ``gelu``
+``activations``    ``tanh``, ``gelu`` (tanh), ``gelu_exact`` (erf)
+``dropout``        ``dropout`` (the mask the residual)
 ``recurrent``      ``rnn``, ``gru`` (backpropagation through time by hand)
 ``attention``      ``attention`` (causal self-attention, one layer)
 ``sequence``       ``causal_mean`` (BoW's causal average)
@@ -21,10 +23,12 @@ own joins both: ``mine = MANUAL.extend(rmsnorm=with_backward(rmsnorm_plain, fwd,
 ``mine.plain`` is its plain twin set.
 """
 
-from .activations import gelu, gelu_plain, tanh, tanh_plain
+from .activations import gelu, gelu_exact, gelu_exact_plain, gelu_plain, tanh, tanh_plain
 from .attention import attention, attention_plain
-from .base import Layers, is_hand_written, with_backward
+from .base import MATMUL_LAYERS, Layers, is_hand_written, with_backward
 from .dense import (
+    add_positions,
+    add_positions_plain,
     context_linear,
     context_linear_plain,
     embedding,
@@ -33,8 +37,12 @@ from .dense import (
     flatten_consecutive_plain,
     linear,
     linear_plain,
+    tied_head,
+    tied_head_plain,
     weight_grad,
+    wide,
 )
+from .dropout import dropout, dropout_plain
 from .losses import cross_entropy, cross_entropy_masked, cross_entropy_masked_plain, cross_entropy_plain
 from .norm import (
     BN_EPS,
@@ -64,6 +72,10 @@ _SHIPPED = {
     "layernorm": layernorm,
     "tanh": tanh,
     "gelu": gelu,
+    "gelu_exact": gelu_exact,
+    "dropout": dropout,
+    "add_positions": add_positions,
+    "tied_head": tied_head,
     "rnn": rnn,
     "gru": gru,
     "attention": attention,
@@ -80,12 +92,13 @@ EVAL = MANUAL.eval()
 """The plain layers in eval mode (``EVAL.training`` is False): a model's eval-mode logits."""
 
 __all__ = [
-    "Layers", "with_backward", "is_hand_written", "PLAIN", "MANUAL", "EVAL",
+    "Layers", "MATMUL_LAYERS", "with_backward", "is_hand_written", "PLAIN", "MANUAL", "EVAL",
     "cross_entropy", "cross_entropy_plain", "cross_entropy_masked", "cross_entropy_masked_plain",
-    "linear", "linear_plain", "weight_grad", "embedding", "embedding_plain", "flatten_consecutive",
+    "linear", "linear_plain", "weight_grad", "wide", "embedding", "embedding_plain", "flatten_consecutive",
     "flatten_consecutive_plain", "context_linear", "context_linear_plain",
     "batchnorm", "batchnorm_plain", "batchnorm_eval", "batch_stats", "running_batchnorm", "running_stats",
     "layernorm", "layernorm_plain", "BN_EPS", "LN_EPS", "MOMENTUM",
-    "tanh", "tanh_plain", "gelu", "gelu_plain", "rnn", "rnn_plain", "gru", "gru_plain",
+    "tanh", "tanh_plain", "gelu", "gelu_plain", "gelu_exact", "gelu_exact_plain", "dropout", "dropout_plain",
+    "add_positions", "add_positions_plain", "tied_head", "tied_head_plain", "rnn", "rnn_plain", "gru", "gru_plain",
     "attention", "attention_plain", "causal_mean", "causal_mean_plain",
 ]  # fmt: skip

@@ -12,14 +12,15 @@ import jax
 import jax.numpy as jnp
 
 from .base import with_backward
-from .dense import rows, weight_grad
+from .dense import rows, weight_grad, wide
 
 
 # --------------------------------------------------------------------------------------------
 # Causal self-attention, one layer: projections, heads, scaled scores, causal mask, softmax,
-# weighted sum, output projection.  With q, k, v [B, nh, T, hs] from x @ W_attn + b_attn:
-#   S = q k^T / √hs (future masked to -inf),  P = softmax(S),  Yh = P v,  out = merge(Yh) @ W_proj + b_proj
-#   d_Yh = split(d_out @ W_proj^T),  d_P = d_Yh v^T,  d_v = P^T d_Yh,
+# dropout, weighted sum, output projection.  With q, k, v [B, nh, T, hs] from x @ W_attn + b_attn:
+#   S = q k^T / √hs (future masked to -inf),  P = softmax(S),  P' = dropout(P) (P without dropout),
+#   Yh = P' v,  out = merge(Yh) @ W_proj + b_proj
+#   d_Yh = split(d_out @ W_proj^T),  d_P' = d_Yh v^T,  d_v = P'^T d_Yh,  d_P = d_P' * mask / (1 - p),
 #   d_S = P * (d_P - rowsum(d_P * P))   (softmax; masked entries have P = 0, so d_S = 0 there)
 #   d_q = d_S k / √hs,  d_k = d_S^T q / √hs,  d_x = d_qkv @ W_attn^T
 # --------------------------------------------------------------------------------------------
@@ -33,31 +34,44 @@ def _merge(a):
     return a.transpose(0, 2, 1, 3).reshape(B, T, nh * hs)
 
 
-def _attention_parts(x, W_attn, b_attn, W_proj, b_proj):
+def _keep(key, p: float, shape):
+    """Dropout's mask: True where an entry is kept (probability ``1 - p``); None without dropout."""
+    return None if key is None or not p else jax.random.bernoulli(key, 1.0 - p, shape)
+
+
+def _attention_parts(x, W_attn, b_attn, W_proj, b_proj, key=None, p: float = 0.0):
     C, n_head = x.shape[-1], W_attn.shape[2]
-    qkv = x @ W_attn.reshape(C, 3 * C) + b_attn.reshape(3 * C)
+    qkv = x @ W_attn.reshape(C, 3 * C)
+    if b_attn is not None:  # the bias added in float32 at least, the heads' products in x's dtype
+        qkv = (wide(qkv) + wide(b_attn.reshape(3 * C))).astype(x.dtype)
     q, k, v = (_heads(qkv[..., i * C : (i + 1) * C], n_head) for i in range(3))
     T = x.shape[1]
-    S = (q @ jnp.swapaxes(k, -1, -2)) * (1.0 / math.sqrt(C // n_head))
+    S = wide(q @ jnp.swapaxes(k, -1, -2)) * (1.0 / math.sqrt(C // n_head))
     S = jnp.where(jnp.tril(jnp.ones((T, T), bool)), S, -jnp.inf)
     S = S - jax.lax.stop_gradient(S.max(-1, keepdims=True))  # the diagonal is never masked: finite
     e = jnp.exp(S)
     P = e / e.sum(-1, keepdims=True)
-    y = _merge(P @ v)
-    return y @ W_proj + b_proj, (q, k, v, P, y)
+    keep = _keep(key, p, P.shape)
+    P_used = P if keep is None else jnp.where(keep, P * (1.0 / (1.0 - p)), 0.0)  # dropout on the probabilities
+    P_used = P_used.astype(x.dtype)
+    y = _merge(P_used @ v)
+    out = wide(y @ W_proj)
+    return (out if b_proj is None else out + wide(b_proj)), (q, k, v, P, keep, P_used, y)
 
 
-def attention_plain(x, W_attn, b_attn, W_proj, b_proj):
-    """``x`` [B, T, C]; ``W_attn`` [C, 3, nh, hs] and ``b_attn`` [3, nh, hs]: the q, k and v
-    projections of each of the nh heads of hs = C / nh (the head count is read off this shape;
-    reshaped to [C, 3C] it is makemore's ``c_attn`` weight, transposed); ``W_proj`` [C, C], ``b_proj``
-    [C] -> [B, T, C]. Position t attends to positions 0..t only."""
-    return _attention_parts(x, W_attn, b_attn, W_proj, b_proj)[0]
+def attention_plain(x, W_attn, b_attn, W_proj, b_proj, key=None, p: float = 0.0):
+    """``x`` [B, T, C]; ``W_attn`` [C, 3, nh, hs]: the q, k and v projections of each of the nh heads
+    of hs = C / nh (the head count is read off this shape; reshaped to [C, 3C] it is makemore's and
+    nanoGPT's ``c_attn`` weight, transposed), ``b_attn`` their bias ([3, nh, hs] or [3C]; None: none);
+    ``W_proj`` [C, C], ``b_proj`` [C] (or None) -> [B, T, C]. Position t attends to positions 0..t
+    only. ``key``, ``p``: dropout of probability ``p`` on the attention probabilities, its mask drawn
+    from ``key`` (None: no dropout; ``p`` is static)."""
+    return _attention_parts(x, W_attn, b_attn, W_proj, b_proj, key, p)[0]
 
 
-def _attention_fwd(x, W_attn, b_attn, W_proj, b_proj):
-    out, (q, k, v, P, y) = _attention_parts(x, W_attn, b_attn, W_proj, b_proj)
-    return out, (x, W_attn, W_proj, q, k, v, P, y)
+def _attention_fwd(x, W_attn, b_attn, W_proj, b_proj, key=None, p=0.0):
+    out, (q, k, v, P, keep, P_used, y) = _attention_parts(x, W_attn, b_attn, W_proj, b_proj, key, p)
+    return out, (x, W_attn, b_attn, W_proj, b_proj, q, k, v, P, keep, P_used, y)  # the biases for shape and dtype
 
 
 def _t(a):
@@ -66,28 +80,35 @@ def _t(a):
     return jax.lax.optimization_barrier(jnp.swapaxes(a, -1, -2))
 
 
-def _attention_bwd(res, d_out):
-    x, W_attn, W_proj, q, k, v, P, y = res
+def _attention_bwd(p, res, d_out):
+    x, W_attn, b_attn, W_proj, b_proj, q, k, v, P, keep, P_used, y = res
     C, n_head = x.shape[-1], W_attn.shape[2]
     scale = 1.0 / math.sqrt(C // n_head)
-    d_W_proj, d_b_proj = weight_grad(rows(y), rows(d_out)), rows(d_out).sum(0)
-    d_Yh = _heads(d_out @ W_proj.T, n_head)
-    d_P = d_Yh @ jnp.swapaxes(v, -1, -2)
-    d_v = _t(P) @ d_Yh
-    d_S = P * (d_P - (d_P * P).sum(-1, keepdims=True)) * scale
+    d_outc = d_out.astype(x.dtype)  # the products in the inputs' dtype
+    d_W_proj = weight_grad(rows(y), rows(d_outc))
+    d_b_proj = None if b_proj is None else rows(d_out).sum(0).astype(b_proj.dtype)
+    d_Yh = _heads(d_outc @ W_proj.T, n_head)
+    d_P = wide(d_Yh @ jnp.swapaxes(v, -1, -2))  # into the probabilities used
+    d_v = _t(P_used) @ d_Yh
+    if keep is not None:  # through dropout: the kept entries, scaled
+        d_P = jnp.where(keep, d_P * (1.0 / (1.0 - p)), 0.0)
+    d_S = (P * (d_P - (d_P * P).sum(-1, keepdims=True)) * scale).astype(x.dtype)
     d_q = d_S @ k
     d_k = _t(d_S) @ q
     d_qkv = jnp.concatenate([_merge(d_q), _merge(d_k), _merge(d_v)], -1)
     d_x = d_qkv @ W_attn.reshape(C, 3 * C).T
     d_W_attn = weight_grad(rows(x), rows(d_qkv)).reshape(W_attn.shape)
-    return d_x, d_W_attn, rows(d_qkv).sum(0).reshape(W_attn.shape[1:]), d_W_proj, d_b_proj
+    d_b_attn = None if b_attn is None else wide(rows(d_qkv)).sum(0).reshape(b_attn.shape).astype(b_attn.dtype)
+    return d_x, d_W_attn, d_b_attn, d_W_proj, d_b_proj, None
 
 
 attention = with_backward(
     attention_plain,
     _attention_fwd,
     _attention_bwd,
+    nondiff_argnums=(6,),
     doc="""
 :func:`attention_plain` with the whole layer's backward by hand (see the comment above):
-the softmax's ``d_S = P * (d_P - rowsum(d_P * P))`` between the projections' matmuls.""",
+the softmax's ``d_S = P * (d_P - rowsum(d_P * P))`` between the projections' matmuls; with dropout,
+``d_P`` through the kept entries, scaled by ``1 / (1 - p)``.""",
 )

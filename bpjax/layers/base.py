@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 
 def with_backward(plain: Callable, fwd: Callable, bwd: Callable, *, nondiff_argnums=(), doc: str = ""):
@@ -40,6 +42,38 @@ def is_hand_written(layer) -> bool:
     return isinstance(layer, jax.custom_vjp)
 
 
+class _KeyStream:
+    """Keys ``fold_in(key, i)`` for i = 0, 1, ...: one per random layer call of a forward."""
+
+    def __init__(self, key):
+        self.base, self.count = key, 0
+
+    def next(self):
+        k = jax.random.fold_in(self.base, self.count)
+        self.count += 1
+        return k
+
+
+MATMUL_LAYERS = frozenset({"linear", "attention", "tied_head", "context_linear"})
+"""The layers whose work is matrix products: those a compute dtype (:meth:`Layers.computing_in`) applies to."""
+
+
+def _floating(a) -> bool:
+    return isinstance(a, jax.Array | np.ndarray) and jnp.issubdtype(a.dtype, jnp.floating)
+
+
+def _computing_in(f, dtype):
+    """``f`` with its floating-point array arguments cast to ``dtype`` and its output cast back to the
+    first one's dtype: autocast's matrix products (its backward's too: the casts' transposes)."""
+
+    def g(*args):
+        out = next((a.dtype for a in args if _floating(a)), None)
+        y = f(*(a.astype(dtype) if _floating(a) else a for a in args))
+        return y if out is None else y.astype(out)
+
+    return g
+
+
 class Layers:
     """A set of layers by name, in one of three modes; a model's forward is written once against it.
 
@@ -52,13 +86,26 @@ class Layers:
     ``getattr(ly, name)`` or ``ly.linear`` is a layer; ``name in ly``, ``list(ly)`` the names.
     """
 
-    __slots__ = ("_layers", "manual", "training", "_call")
+    __slots__ = ("_layers", "manual", "training", "_call", "_keys", "rate", "dtype")
 
-    def __init__(self, layers: Mapping[str, Callable], *, manual: bool, training: bool = True, call=None):
+    def __init__(
+        self,
+        layers: Mapping[str, Callable],
+        *,
+        manual: bool,
+        training: bool = True,
+        call=None,
+        keys=None,
+        rate: float = 0.0,
+        dtype=None,
+    ):
         object.__setattr__(self, "_layers", dict(layers))
         object.__setattr__(self, "manual", bool(manual))
         object.__setattr__(self, "training", bool(training))
         object.__setattr__(self, "_call", call)
+        object.__setattr__(self, "_keys", keys)
+        object.__setattr__(self, "rate", float(rate))
+        object.__setattr__(self, "dtype", None if dtype is None else jnp.dtype(dtype))
 
     def __getattr__(self, name: str):
         if name.startswith("_"):  # a slot not yet set (copy, pickle): not a layer
@@ -71,10 +118,12 @@ class Layers:
                 f"with .extend({name}=with_backward(plain, fwd, bwd))"
             ) from None
         f = layer if self.manual else getattr(layer, "fun", layer)
-        if self._call is None:
-            return f
-        call = self._call
-        return lambda *args: call(name, f, layer, args)
+        if self._call is not None:
+            call, bare = self._call, f
+            f = lambda *args: call(name, bare, layer, args)
+        if self.dtype is not None and name in MATMUL_LAYERS:
+            f = _computing_in(f, self.dtype)  # outside the call: a recorded layer sees its cast inputs
+        return f
 
     def __setattr__(self, name, value):
         raise AttributeError("a layer set is immutable: .extend(name=layer) or .replace(name=fn) gives a new one")
@@ -97,8 +146,36 @@ class Layers:
         return self._layers[name]
 
     def _with(self, layers=None, **mode) -> Layers:
-        kw = {"manual": self.manual, "training": self.training, "call": self._call, **mode}
+        kw = {
+            "manual": self.manual,
+            "training": self.training,
+            "call": self._call,
+            "keys": self._keys,
+            "rate": self.rate,
+            "dtype": self.dtype,
+            **mode,
+        }
         return Layers(self._layers if layers is None else layers, **kw)
+
+    def with_key(self, key, rate: float = 0.0) -> Layers:
+        """The same layers drawing their randomness from ``key`` at dropout rate ``rate``: the forward's
+        ``ly.key()`` calls give ``fold_in(key, 0)``, ``fold_in(key, 1)``, ... in the order it makes
+        them, the same on every trace, and its dropout layers read ``ly.rate``. ``key`` None: no
+        randomness (dropout is the identity)."""
+        return self._with(keys=None if key is None else _KeyStream(key), rate=rate if key is not None else 0.0)
+
+    def key(self):
+        """The next key of this forward's stream (:meth:`with_key`), or None: in eval mode, or where no
+        key was given (the layers that take one, dropout, are then the identity)."""
+        if self._keys is None or not self.training:
+            return None
+        return self._keys.next()
+
+    def computing_in(self, dtype) -> Layers:
+        """The same layers with the matrix products of :data:`MATMUL_LAYERS` in ``dtype`` (``"bfloat16"``),
+        forward and backward, and everything else (norms, softmax, the loss) in the inputs' dtype:
+        PyTorch's autocast. None: as the inputs come."""
+        return self._with(dtype=dtype)
 
     def extend(self, **layers) -> Layers:
         """This set with ``layers`` added (or replacing bpjax's of the same name), in the same mode.

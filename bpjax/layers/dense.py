@@ -1,4 +1,5 @@
-"""Dense layers: linear, embedding, FlattenConsecutive, and makemore's context linear.
+"""Dense layers: linear, embedding, a GPT's position embedding and tied head, FlattenConsecutive, and
+makemore's context linear.
 
 Shapes: ``B`` batch rows (any number of leading axes where noted), ``T`` context length, ``E``
 embedding size, ``K`` fan-in (or context positions), ``H`` hidden units, ``V`` vocabulary size.
@@ -14,13 +15,22 @@ from ..errors import ConfigError
 from .base import with_backward
 
 
+def wide(a):
+    """``a`` in at least float32 (float32 and float64 unchanged): where products computed in bfloat16
+    (:meth:`bpjax.layers.Layers.computing_in`) meet sums, as autocast does, the bias adds and their
+    gradients' row sums, the softmax, are in float32."""
+    return a.astype(jnp.promote_types(a.dtype, jnp.float32))
+
+
 # --------------------------------------------------------------------------------------------
 # Linear.  y = x @ W + b,   d_x = d_y @ W.T,  d_W = x.T @ d_y,  d_b = sum_rows(d_y)
+# (In bfloat16: the products' inputs and results bfloat16, y and the bias sums float32.)
 # --------------------------------------------------------------------------------------------
 def linear_plain(x, W, b=None):
-    """``x`` [..., K] @ ``W`` [K, N] (+ ``b`` [N]) -> [..., N]. ``b=None``: no bias."""
-    y = x @ W
-    return y if b is None else y + b
+    """``x`` [..., K] @ ``W`` [K, N] (+ ``b`` [N]) -> [..., N]. ``b=None``: no bias. The product is in
+    the inputs' dtype; ``y`` in at least float32 (:func:`wide`)."""
+    y = wide(x @ W)
+    return y if b is None else y + wide(b)
 
 
 def weight_grad(x, d_y):
@@ -48,14 +58,15 @@ def rows(a):
 
 
 def _linear_fwd(x, W, b=None):
-    return linear_plain(x, W, b), (x, W, b is None)
+    return linear_plain(x, W, b), (x, W, b)  # b for its dtype (no copy is made under jit)
 
 
 def _linear_bwd(res, d_y):
-    x, W, no_bias = res
+    x, W, b = res
     x2, d_y2 = rows(x), rows(d_y)
-    d_x = (d_y2 @ W.T).reshape(x.shape)
-    return d_x, weight_grad(x2, d_y2), None if no_bias else d_y2.sum(0)
+    d_yc = d_y2.astype(x.dtype)  # the products in the inputs' dtype
+    d_x = (d_yc @ W.T).reshape(x.shape)
+    return d_x, weight_grad(x2, d_yc), None if b is None else d_y2.sum(0).astype(b.dtype)
 
 
 linear = with_backward(
@@ -94,6 +105,61 @@ embedding = with_backward(
     doc=""":func:`embedding_plain` with the backward a scatter-add of ``d_emb`` into ``d_C``.
 
 This is the notebook's double loop ``d_C[X[i, j]] += d_emb[i, j]`` as one scatter-add.""",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Position embedding (GPT).  x = tok + wpe[:T]  (broadcast over the batch),
+#   d_tok = d_x,  d_wpe[t] = sum over the batch of d_x[:, t] for t < T, 0 beyond
+# --------------------------------------------------------------------------------------------
+def add_positions_plain(tok, wpe):
+    """``tok`` [B, T, C] plus the first T rows of the position table ``wpe`` [block_size, C]."""
+    return tok + wpe[: tok.shape[-2]]
+
+
+def _add_positions_fwd(tok, wpe):
+    return add_positions_plain(tok, wpe), wpe.shape
+
+
+def _add_positions_bwd(wpe_shape, d_x):
+    T = d_x.shape[-2]
+    d_wpe = jnp.zeros(wpe_shape, d_x.dtype).at[:T].set(d_x.reshape(-1, T, wpe_shape[-1]).sum(0))
+    return d_x, d_wpe
+
+
+add_positions = with_backward(
+    add_positions_plain,
+    _add_positions_fwd,
+    _add_positions_bwd,
+    doc=""":func:`add_positions_plain` with the backward ``(d_x, the batch's sum of d_x into wpe's first T rows)``.""",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Tied head (GPT: the output layer is the token embedding).  logits = x @ wte.T
+#   d_x = d_logits @ wte,   d_wte = d_logits.T @ x   (JAX adds the embedding's own gradient to it)
+# --------------------------------------------------------------------------------------------
+def tied_head_plain(x, wte):
+    """``x`` [..., C] @ ``wte`` [V, C] transposed -> logits [..., V] (at least float32): the head that
+    shares the token embedding's weights (nanoGPT's ``lm_head.weight = wte.weight``)."""
+    return wide(x @ wte.T)
+
+
+def _tied_head_fwd(x, wte):
+    return tied_head_plain(x, wte), (x, wte)
+
+
+def _tied_head_bwd(res, d_logits):
+    x, wte = res
+    x2, d2 = rows(x), rows(d_logits).astype(x.dtype)
+    return (d2 @ wte).reshape(x.shape), weight_grad(d2, x2)
+
+
+tied_head = with_backward(
+    tied_head_plain,
+    _tied_head_fwd,
+    _tied_head_bwd,
+    doc=""":func:`tied_head_plain` with the backward ``(d_logits @ wte, d_logits.T @ x)``.""",
 )
 
 

@@ -40,3 +40,16 @@ def test_gelu_finite_differences():
     with jax.enable_x64(True):
         f_man, _, args, _ = seq_layer_inputs("gelu", 2, 3, jnp.float64, seed=7)
         check_grads_on_floats(f_man, args)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_exact_gelu_is_torchs_and_its_derivative_phi_plus_x_pdf(dtype):
+    """``nn.GELU()`` (nanoGPT's): x Φ(x); its backward Φ(x) + x φ(x) against jax.grad and finite differences."""
+    with jax.enable_x64(dtype == jnp.float64):
+        x = jax.random.normal(jax.random.key(4), (6, 33), dtype) * 3
+        assert jnp.allclose(L.gelu_exact(x), jax.nn.gelu(x, approximate=False), rtol=1e-6, atol=1e-7)
+        table = check_vjp(L.gelu_exact, L.gelu_exact_plain, (x,), argnames=["x"], key=jax.random.key(1))
+        assert table.ok, table
+        if dtype == jnp.float64:
+            assert table["x"].maxdiff <= 1e-12
+            check_grads_on_floats(L.gelu_exact, (x[:2, :5],))

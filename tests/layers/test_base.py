@@ -80,3 +80,24 @@ def test_a_recording_set_sees_every_call_and_returns_its_value():
     x = jnp.ones((2, 3))
     np.testing.assert_array_equal(ly.tanh(ly.linear(x, jnp.eye(3))), jnp.tanh(x))
     assert seen == [("linear", L.linear), ("tanh", L.tanh)] and isinstance(ly, Layers)
+
+
+def test_a_key_stream_per_forward_and_none_in_eval_mode():
+    key = jax.random.key(4)
+    ly = L.MANUAL.with_key(key, 0.1)
+    assert ly.rate == 0.1 and L.MANUAL.rate == 0.0
+    got = [jax.random.key_data(ly.key()) for _ in range(3)]
+    want = [jax.random.key_data(jax.random.fold_in(key, i)) for i in range(3)]
+    assert all((a == b).all() for a, b in zip(got, want, strict=True))
+    assert ly.eval().key() is None and L.MANUAL.key() is None and L.MANUAL.with_key(None, 0.5).rate == 0.0
+    fresh = L.MANUAL.with_key(key, 0.1)  # each forward's set starts its stream again
+    assert (jax.random.key_data(fresh.key()) == want[0]).all()
+
+
+def test_a_compute_dtype_applies_to_the_matrix_products_only():
+    bf = L.MANUAL.computing_in("bfloat16")
+    assert bf.plain.dtype == jnp.bfloat16 and bf.eval().dtype == jnp.bfloat16 and L.MANUAL.dtype is None
+    x, W = jnp.ones((4, 3)), jnp.ones((3, 2))
+    assert "bf16[4,2]" in str(jax.make_jaxpr(bf.linear)(x, W)) and bf.linear(x, W).dtype == jnp.float32
+    assert bf.tanh is L.MANUAL.tanh and bf.layernorm is L.MANUAL.layernorm  # norms and activations as given
+    assert L.MATMUL_LAYERS == {"linear", "attention", "tied_head", "context_linear"}

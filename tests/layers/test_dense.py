@@ -104,3 +104,34 @@ def test_context_linear_is_embedding_concatenation_then_linear():
         wte, ids, W, b = seq_layer_inputs("context_linear", 4, 6, jnp.float64, seed=2)[2]
         direct = L.linear_plain(L.embedding_plain(wte, ids).reshape(4, 6, -1), W, b)
         np.testing.assert_allclose(L.context_linear(wte, ids, W, b), direct, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
+def test_position_embedding_fills_the_first_T_rows_and_the_tied_head(dtype):
+    with jax.enable_x64(dtype == jnp.float64):
+        k = jax.random.split(jax.random.key(0), 4)
+        tok, wpe = jax.random.normal(k[0], (3, 5, 4), dtype), jax.random.normal(k[1], (8, 4), dtype)
+        np.testing.assert_array_equal(L.add_positions(tok, wpe), tok + wpe[:5])
+        t = check_vjp(L.add_positions, L.add_positions_plain, (tok, wpe), argnames=["tok", "wpe"], key=k[2])
+        assert t.ok, t
+        d_wpe = jax.grad(lambda w: L.add_positions(tok, w).sum())(wpe)
+        assert (d_wpe[:5] == 3).all() and (d_wpe[5:] == 0).all()  # the batch's sum; no gradient past T
+        x, wte = jax.random.normal(k[3], (15, 4), dtype), wpe[:7]
+        np.testing.assert_allclose(L.tied_head(x, wte), x @ wte.T)
+        t = check_vjp(L.tied_head, L.tied_head_plain, (x, wte), argnames=["x", "wte"], key=k[2])
+        assert t.ok, t
+        if dtype == jnp.float64:
+            check_grads_on_floats(L.tied_head, (x, wte))
+            check_grads_on_floats(L.add_positions, (tok, wpe))
+
+
+def test_products_in_bfloat16_meet_float32_sums():
+    """``wide``: bfloat16 up to float32, float32 and float64 unchanged; a linear on bfloat16 inputs
+    multiplies in bfloat16 and adds its bias, and sums its bias gradient, in float32."""
+    x16, W16 = jnp.ones((300, 4), jnp.bfloat16), jnp.ones((4, 3), jnp.bfloat16)
+    b16 = jnp.full((3,), 1 / 3, jnp.bfloat16)
+    assert L.wide(x16).dtype == jnp.float32 and L.wide(jnp.ones(2)).dtype == jnp.float32
+    y = L.linear(x16, W16, b16)
+    assert y.dtype == jnp.float32 and float(y[0, 0]) == 4 + float(b16[0])
+    d_b = jax.grad(lambda b: L.linear(x16, W16, b).sum())(b16)
+    assert d_b.dtype == jnp.bfloat16 and float(d_b[0]) == 300.0  # in bfloat16 a running sum stalls at 256
