@@ -207,3 +207,35 @@ def test_layer_rows_table_holds_static_arguments_fixed_and_finds_the_plain_twin(
     X = jnp.array([[1, 1], [0, 1]])
     t = layer_rows_table("planted", [(broken, [C, X], ["C", "X"], jnp.ones((2, 2, 2)))])
     assert [r.name for r in t] == ["C"] and not t.ok
+
+
+def test_the_bfloat16_rule_passes_rounding_and_fails_a_five_percent_error():
+    """``--compute-dtype bfloat16``: the GPT's hand-written gradients against jax.grad of the same
+    bfloat16 forward pass the bfloat16 rule (2**-5 of the row's max); a backward whose weight
+    gradient is 5% off fails it; bfloat16's gradients against float32's pass it, not the float32 rule."""
+    from bpjax import models
+
+    gpt = models.get("gpt")
+    sizes = {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 8, "dropout": 0.0, "bias": True}
+    params, state = gpt.init(jax.random.key(0), vocab_size=13, **sizes)
+    ids = jax.random.randint(jax.random.key(1), (4, 9), 0, 13)
+    X, Y = ids[:, :8], ids[:, 1:]
+    bf = gpt.computing_in("bfloat16")
+    assert bf is gpt.computing_in("bfloat16") and gpt.computing_in("float32") is gpt
+    layers, whole = bf.tables(params, state, X, Y)
+    assert layers.ok and whole.ok and whole.dtype == "bfloat16", whole
+    g32 = tree_names(jax.grad(lambda p: gpt.loss(p, state, X, Y)[0])(params))
+    g16 = tree_names(jax.grad(lambda p: bf.loss(p, state, X, Y)[0])(params))
+    assert compare(g16, g32, rule="bfloat16").ok and not compare(g16, g32).ok  # bfloat16 is not float32
+
+    def off_bwd(res, d):  # the weight's gradient 5% too large
+        d_x, d_W, d_b = L.linear.bwd(res, d)
+        return d_x, 1.05 * d_W, d_b
+
+    import dataclasses
+
+    derived = dict.fromkeys(("loss", "loss_manual", "logits_eval", "loss_autodiff", "loss_tapped"))
+    off = L.with_backward(L.linear_plain, L.linear.fwd, off_bwd)
+    planted = dataclasses.replace(gpt, name="gpt_off", layers=gpt.layers.extend(linear=off), **derived)
+    bad = planted.computing_in("bfloat16").tables(params, state, X, Y)[1]
+    assert not bad.ok and {r.name for r in bad if not r.ok} >= {"blocks/0/W_fc", "blocks/0/W_mp"}
