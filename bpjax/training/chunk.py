@@ -120,10 +120,13 @@ def chunk_fn(
     hooks: Hooks | None = None,
     unroll: int = 2,
     mesh=None,
+    sampler: Callable | None = None,
 ) -> Callable:
     """The pure chunk (see the module docstring): ``grad_fn`` from
     :func:`~bpjax.training.step.gradient_fn`, ``tx`` the optimizer, ``mesh`` splits every step's rows
-    across devices (data parallelism, :mod:`bpjax.training.distributed`).
+    across devices (data parallelism, :mod:`bpjax.training.distributed`), ``sampler(key, steps, Xtr,
+    Ytr)`` draws the chunk's minibatches (default: ``batch_size`` rows a step,
+    :func:`~bpjax.training.step.sample_batches`; a run's: :func:`~bpjax.training.step.batch_sampler`).
 
     Two steps per loop iteration (``unroll`` 2) let XLA schedule across a step boundary: measured
     +12% on the WaveNet, even on the MLP; 4 was slower. With hooks the chunk is ``head`` plain steps,
@@ -133,6 +136,10 @@ def chunk_fn(
     steps are the very program of the plain chunk.
     """
     one_step = train_step_fn(grad_fn, tx, mesh)
+    if sampler is None:
+
+        def sampler(key, steps, Xtr, Ytr):
+            return sample_batches(key, steps, Xtr, Ytr, batch_size)
 
     def plain_scan(carry, batches):
         return jax.lax.scan(one_step, carry, batches, unroll=unroll)
@@ -146,9 +153,9 @@ def chunk_fn(
 
     def chunk(params, opt_state, state, key_data, step0, Xtr, Ytr, length, head=0, verify=0):
         steps = step0 + jnp.arange(length, dtype=jnp.int32)
-        batches = sample_batches(jax.random.wrap_key_data(key_data), steps, Xtr, Ytr, batch_size)
-        if mesh is not None:
-            batches = _split_rows(batches, mesh)
+        batches = sampler(jax.random.wrap_key_data(key_data), steps, Xtr, Ytr)
+        if mesh is not None:  # the rows split; a step's dropout key (batches[2]) is every device's
+            batches = (*_split_rows(batches[:2], mesh), *batches[2:])
         carry, extras = (params, opt_state, state), {}
         if verify > 0:
             carry, losses, rec, extras["verify"] = _checked_cycles(hooks, run, carry, batches, steps, verify)
@@ -192,10 +199,15 @@ def jit_chunk(fn: Callable, mesh=None) -> Callable:
 
 
 def make_train_chunk(
-    grad_fn: Callable, tx: optax.GradientTransformation, batch_size: int, mesh=None, hooks: Hooks | None = None
+    grad_fn: Callable,
+    tx: optax.GradientTransformation,
+    batch_size: int,
+    mesh=None,
+    hooks: Hooks | None = None,
+    sampler: Callable | None = None,
 ) -> Callable:
     """:func:`chunk_fn`, jitted (:func:`jit_chunk`)."""
-    return jit_chunk(chunk_fn(grad_fn, tx, batch_size, hooks=hooks, mesh=mesh), mesh)
+    return jit_chunk(chunk_fn(grad_fn, tx, batch_size, hooks=hooks, mesh=mesh, sampler=sampler), mesh)
 
 
 def vmapped_chunk(fn: Callable, in_shardings=None, out_shardings=None) -> Callable:

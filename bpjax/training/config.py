@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from .. import models
 from ..errors import CheckpointError, ConfigError
 from ..models import Model
-from .optim import OPTIMIZERS, WEIGHT_DECAYED
+from .optim import DECAYED_PARAMETERS, OPTIMIZERS, SCHEDULES, WEIGHT_DECAYED
 from .step import GRADS
 
 F32_TINY = 1.1754943508222875e-38  # float32's smallest normal number: the rates live in float32
 INT_LIMIT = 2**31
 """Counts (steps, sizes) stay below 2**31: XLA's int32 step counter and shapes."""
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class Setting:
             return f"one of {', '.join(self.choices)}"
         if self.kind is bool:
             return "true or false"
+        if self.kind is float and self.hi is not None:
+            return f"a number from {self.lo:g} up to (not including) {self.hi:g}"
         if self.kind is float:
             return "a positive number" if self.positive else f"a number >= {self.lo:g}"
         hi = "2**31 - 1" if self.hi == INT_LIMIT else "2**32 - 1" if self.hi == 2**32 else f"{self.hi - 1:,}"
@@ -93,9 +96,12 @@ def size_kind(default) -> type:
     return bool if isinstance(default, bool) else float if isinstance(default, float) else int
 
 
-def size_setting(name: str, default, help: str = "") -> Setting:
-    """The rule of a model's size: a positive number (or integer), or true/false."""
+def size_setting(name: str, default, help: str = "", bounds: tuple | None = None) -> Setting:
+    """The rule of a model's size: a positive number (or integer), or true/false; ``bounds``
+    ``(lo, hi)`` where the model says otherwise (``Model.size_ranges``: a dropout rate's ``(0, 1)``)."""
     kind = size_kind(default)
+    if bounds is not None:
+        return Setting(kind, help or name.replace("_", " "), lo=bounds[0], hi=bounds[1])
     return Setting(
         kind,
         help or name.replace("_", " "),
@@ -152,6 +158,31 @@ class Config:
         hi=INT_LIMIT,
         none="never",
         metavar="K",
+    )
+    schedule: str = setting(
+        "step",
+        "the learning rate's schedule: step (lr, then lr x lr-decay-factor from "
+        "lr-decay-step) or cosine (linear warmup, then cosine to min-lr at the last step)",
+        choices=SCHEDULES,
+    )
+    warmup_steps: int = setting(0, "steps of linear warmup before the cosine", lo=0, hi=INT_LIMIT, metavar="K")
+    min_lr: float | None = setting(
+        None, "the cosine's final learning rate", float, positive=True, optional=True, none="lr / 10"
+    )
+    grad_clip: float = setting(0.0, "clip the gradient at this global norm", lo=0, none="0: no clipping")
+    grad_accum: int = setting(
+        1, "micro-batches of batch-size rows per step (one step over their union)", lo=1, hi=INT_LIMIT, metavar="K"
+    )
+    weight_decay_on: str = setting(
+        "all",
+        "the parameters weight decay applies to: all (makemore's AdamW) or "
+        "matrices (nanoGPT's: weights and embeddings, not biases or norms)",
+        choices=DECAYED_PARAMETERS,
+    )
+    compute_dtype: str = setting(
+        "float32",
+        "matrix products in float32 or bfloat16 (parameters, optimizer state and reductions stay float32)",
+        choices=COMPUTE_DTYPES,
     )
 
     def __init__(self, model: str | Model = "mlp", **kwargs):
@@ -238,7 +269,8 @@ class Config:
         for name, v in self.sizes.items():
             if v is None and name == "block_size" and spec.data == "sequences":
                 continue  # the data's T, filled in by with_data
-            _need(size_setting(name, spec.sizes.get(name)).valid(v), name, size_setting(name, spec.sizes.get(name)), v)
+            rule = size_setting(name, spec.sizes.get(name), bounds=spec.size_ranges.get(name))
+            _need(rule.valid(v), name, rule, v)
         _cross_checks(self, spec)
         if spec.check_sizes is not None:
             spec.check_sizes(self.sizes)  # what the architecture cannot take (a WaveNet's block size)
@@ -269,7 +301,8 @@ class Config:
             raise CheckpointError(
                 f"config.json is invalid: {e}; for a model of your own: load_run(DIR, model=...)"
             ) from None
-        rules = {**{k: size_setting(k, d) for k, d in spec.sizes.items() if d is not None}, **settings()}
+        sizes = {k: size_setting(k, d, bounds=spec.size_ranges.get(k)) for k, d in spec.sizes.items() if d is not None}
+        rules = {**sizes, **settings()}
         unknown = set(obj) - set(rules) - set(spec.sizes) - {"model"}
         if unknown:
             raise CheckpointError(
@@ -309,6 +342,15 @@ def _cross_checks(cfg: Config, spec: Model) -> None:
     if cfg.weight_decay is not None and cfg.optimizer not in WEIGHT_DECAYED:
         raise ConfigError(
             f"weight-decay applies to --optimizer {', '.join(WEIGHT_DECAYED)} only (the notebook's SGD has none)"
+        )
+    if cfg.schedule != "cosine" and (cfg.warmup_steps or cfg.min_lr is not None):
+        raise ConfigError("warmup-steps and min-lr apply to --schedule cosine only")
+    if cfg.batch_size * cfg.grad_accum >= INT_LIMIT:
+        raise ConfigError("batch-size x grad-accum must be below 2**31")
+    if cfg.compute_dtype != "float32" and spec.forward is None:
+        raise ConfigError(
+            f"compute-dtype {cfg.compute_dtype} needs a model written as its forward (its layers "
+            f"compute in it); model {spec.name!r} is given as its functions"
         )
     if cfg.diagnose_every and cfg.verify_every and cfg.verify_every % cfg.diagnose_every:
         raise ConfigError(

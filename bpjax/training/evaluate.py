@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ..data import split_names
 from ..layers import PLAIN
 
 _LOSS_SUMS: dict = {}
@@ -12,9 +13,10 @@ _LOSS_SUMS: dict = {}
 
 def _loss_sum(model):
     """Jitted ``(sum of eval-mode cross-entropy, number of targets)`` over a chunk of rows, one per
-    model (compiled once per shape). Windows: one target a row; sequences: the non -1 targets."""
+    model (compiled once per shape). Windows: one target a row; sequences and a text's windows: the
+    non -1 targets."""
     if model not in _LOSS_SUMS:
-        if model.data == "sequences":
+        if model.data in ("sequences", "text"):
 
             def loss_sum(p, st, X, Y):
                 n = (Y >= 0).sum()
@@ -28,15 +30,17 @@ def _loss_sum(model):
     return _LOSS_SUMS[model]
 
 
-def split_losses(model, params, stats, splits: dict, names=("train", "val", "test"), rows: int = 32768) -> dict:
+def split_losses(model, params, stats, splits: dict, names=None, rows: int = 32768) -> dict:
     """Eval-mode mean cross-entropy per split (the notebook's ``split_loss``), in row chunks: the sum
     over the split's targets divided by their count (a sequence's -1 targets are not targets).
+    ``names``: the splits (default every one of ``splits``: train, val and test; a text's train and val).
     ``model``: a :class:`~bpjax.models.Model` or a registered name; ``stats`` its eval statistics."""
     from .. import models
 
     spec = models.get(model)
+    names = split_names(splits) if names is None else tuple(names)
     loss_sum = _loss_sum(spec)
-    if spec.data == "sequences":  # a row holds T targets: keep a chunk's activations as small as windows'
+    if spec.data in ("sequences", "text"):  # a row holds T targets: keep a chunk's activations as small as windows'
         rows = max(1, rows // splits[names[0]][0].shape[1]) if names else rows
     out = {}
     for k in names:

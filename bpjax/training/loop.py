@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import models
+from ..data import split_names, training_arrays
 from ..errors import ConfigError, TrainingDiverged, VerificationFailed
 from ..models import n_params
 from . import session
@@ -39,7 +40,7 @@ from .run import Run
 from .rundir import environment, run_identity, save_checkpoint
 from .session import Training, discard_if_untrained, is_main, mesh_of
 from .signals import signals_stop
-from .step import gradient_fn
+from .step import accumulated, batch_sampler, gradient_fn
 
 CHECKPOINT_SECONDS = 60.0  # a long run also checkpoints this often (wall clock)
 
@@ -56,6 +57,7 @@ def fit(
     progress_bar: bool | None = None,
     save_plot: bool = True,
     model=None,
+    params=None,
 ) -> Run:
     """Train, write the run directory, return the :class:`~bpjax.training.run.Run`.
 
@@ -67,8 +69,12 @@ def fit(
     devices of each process (see :mod:`bpjax.training.distributed`); with several processes only
     process 0 writes the checkpoint, history and plot, every process its own metrics.json.
     ``model``: with ``resume``, the :class:`~bpjax.models.Model` of a run trained with a model of your own.
+    ``params``: start from these parameters instead of the model's init (a nanoGPT checkpoint through
+    :func:`bpjax.nanogpt.from_state_dict`); their tree, shapes and dtypes must be the model's.
     """
     t_wall = time.perf_counter()
+    if params is not None and resume is not None:
+        raise ConfigError("params= starts a new run; a resumed run continues from its own checkpoint")
     if model is not None and resume is None:
         raise ConfigError("model= is for resume; a new run of your own model is fit(Config(model=...))")
     if resume is not None and (cfg is not None or stop_at is not None or out is not None):
@@ -83,8 +89,10 @@ def fit(
             tr = (
                 session.resume(resume, data, mesh, model)
                 if resume is not None
-                else session.start(cfg or Config(), data, out, stop_at, mesh, devices)
+                else session.start(cfg or Config(), data, out, stop_at, mesh, devices, params)
             )
+            if params is not None:
+                checkpoint(tr)  # step 0 is the given parameters: a resume must not re-initialise
             log(banner(tr))
             runner = train(tr, stop, log, verbose, progress_bar)
             return finish(tr, runner, stop, t_wall, log, save_plot)
@@ -100,10 +108,15 @@ def fit(
 def banner(tr: Training) -> str:
     return (
         f"bpjax train: {tr.cfg.model_name}, {n_params(tr.params):,} parameters, vocabulary {tr.vocab.size}, "
-        f"{len(tr.splits['train'][0]):,} training rows, grad {tr.cfg.grad}, steps {tr.step:,}→{tr.end:,}"
+        f"{_training_size(tr)}, grad {tr.cfg.grad}, steps {tr.step:,}→{tr.end:,}"
         + (f", run directory {tr.run_dir}" if tr.run_dir is not None else "")
         + (f", {tr.mesh.size} devices" if tr.mesh is not None else "")
     )
+
+
+def _training_size(tr: Training) -> str:
+    X, _ = training_arrays(tr.splits)
+    return f"{len(X):,} training {'characters' if X.ndim == 1 else 'rows'}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,13 +166,15 @@ def train(tr: Training, stop, log, verbose: bool = True, progress_bar=None) -> C
 def chunk_for(cfg: Config, mesh=None):
     """The jitted chunk of a run of ``cfg``: plain, or with the diagnostics' and the check's hooks
     (``--diagnose-every``, ``--verify-every``). What ``fit`` runs and ``bench`` times."""
-    tx, grad_fn = make_optimizer(cfg), gradient_fn(cfg.model, cfg.grad)
+    rate = cfg.spec.dropout(cfg.sizes)
+    grad_fn = accumulated(gradient_fn(cfg.model, cfg.grad, rate, cfg.compute_dtype), cfg.grad_accum)
+    tx = make_optimizer(cfg)
     hooks = None
     if cfg.diagnose_every or cfg.verify_every:
         from .diagnostics import make_hooks
 
-        hooks = make_hooks(cfg.spec, cfg.grad, tx, cfg.diagnose_every, mesh)
-    return make_train_chunk(grad_fn, tx, cfg.batch_size, mesh, hooks=hooks)
+        hooks = make_hooks(cfg.spec.computing_in(cfg.compute_dtype), cfg.grad, tx, cfg.diagnose_every, mesh, rate)
+    return make_train_chunk(grad_fn, tx, cfg.batch_size, mesh, hooks=hooks, sampler=batch_sampler(cfg))
 
 
 def chunk_function(tr: Training):
@@ -169,7 +184,7 @@ def chunk_function(tr: Training):
     if tr.recording:
         from . import diagnostics as D
 
-        X, Y = (jnp.asarray(a[: cfg.batch_size]) for a in tr.splits["train"])
+        X, Y = (jnp.asarray(a[: cfg.batch_size]) for a in tr.splits["train"])  # a text's: its first windows
         tr.recorder = D.Recorder.for_model(cfg.spec, tr.params, tr.state, X, Y, cfg.grad == "manual")
         if tr.resumed_from is not None and tr.run_dir is not None and (tr.run_dir / D.FILE).is_file():
             tr.recorder.continue_from(D.load(tr.run_dir), tr.step)
@@ -178,7 +193,7 @@ def chunk_function(tr: Training):
 
 def data_on_devices(tr: Training):
     """The training rows and the key on the device (replicated over the mesh, with the state)."""
-    Xtr, Ytr = (jnp.asarray(a) for a in tr.splits["train"])
+    Xtr, Ytr = (jnp.asarray(a) for a in training_arrays(tr.splits))
     if tr.mesh is None:
         return Xtr, Ytr, jnp.asarray(tr.key_data)
     tr.params, tr.opt_state, tr.state, Xtr, Ytr = replicate((tr.params, tr.opt_state, tr.state, Xtr, Ytr), tr.mesh)
@@ -291,7 +306,7 @@ def checkpoint(tr: Training, bn=None) -> None:
 # --------------------------------------------------------------------------------------------
 def finish(tr: Training, runner: ChunkRunner, stop, t_wall: float, log, save_plot: bool) -> Run:
     """Evaluate every split, checkpoint, write metrics and plots; whatever signal arrives meanwhile."""
-    bn, ev = evaluate(tr, ("train", "val", "test"))
+    bn, ev = evaluate(tr, split_names(tr.splits))
     if tr.step == tr.cfg.steps and (not tr.history.evals or tr.history.evals[-1][0] != tr.step):
         tr.history.evals.append((tr.step, ev["val_loss"]))
     checkpoint(tr, bn)
@@ -300,7 +315,7 @@ def finish(tr: Training, runner: ChunkRunner, stop, t_wall: float, log, save_plo
     if stop.received():
         metrics["signal"] = signal.Signals(stop.signum).name
     write_results(tr, metrics, save_plot)
-    for k in ("train", "val", "test"):
+    for k in split_names(tr.splits):
         log(f"{k} {ev[k + '_loss']:.4f}")
     if metrics["steps_per_second"]:
         log(

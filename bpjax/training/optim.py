@@ -72,28 +72,81 @@ def adamw_step_decay(
     )
 
 
+class CosineState(NamedTuple):
+    count: jax.Array  # int32: updates applied so far
+    lr: jax.Array  # float32: the peak rate
+    min_lr: jax.Array  # float32: the final rate
+
+
+def scale_by_warmup_cosine(lr: float, min_lr: float, warmup: int, decay_end: int) -> optax.GradientTransformation:
+    """``u -> -rate * u``, nanoGPT's ``get_lr``: ``rate = lr * (t + 1) / (warmup + 1)`` for the first
+    ``warmup`` updates, then a cosine from ``lr`` down to ``min_lr`` at update ``decay_end``, and
+    ``min_lr`` after it. The rates are in the state (models of other rates share one program)."""
+
+    def init(params):
+        return CosineState(jnp.zeros([], jnp.int32), jnp.asarray(lr, jnp.float32), jnp.asarray(min_lr, jnp.float32))
+
+    def update(updates, state, params=None):
+        t = state.count.astype(jnp.float32)
+        ratio = jnp.clip((t - warmup) / max(decay_end - warmup, 1), 0.0, 1.0)
+        cosine = state.min_lr + 0.5 * (1.0 + jnp.cos(jnp.pi * ratio)) * (state.lr - state.min_lr)
+        rate = jnp.where(state.count < warmup, state.lr * (t + 1) / (warmup + 1), cosine)
+        updates = jax.tree_util.tree_map(lambda g: (-rate).astype(g.dtype) * g, updates)
+        return updates, CosineState(state.count + 1, state.lr, state.min_lr)
+
+    return optax.GradientTransformation(init, update)
+
+
+def schedule(cfg) -> optax.GradientTransformation:
+    """The learning rate of ``cfg`` as the last transformation of its optimizer (:data:`SCHEDULES`)."""
+    if cfg.schedule == "cosine":
+        min_lr = cfg.lr / 10 if cfg.min_lr is None else cfg.min_lr
+        return scale_by_warmup_cosine(cfg.lr, min_lr, cfg.warmup_steps, cfg.steps)
+    return scale_by_step_decay(cfg.lr, cfg.decay_step, cfg.lr_decay_factor)
+
+
+def matrices(params):
+    """The parameters of two or more axes (weights and embeddings; not biases, gains or norms):
+    nanoGPT's ``p.dim() >= 2``, the ones it decays."""
+    return jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)
+
+
 def _sgd(cfg) -> optax.GradientTransformation:
-    return sgd_step_decay(cfg.lr, cfg.decay_step, cfg.lr_decay_factor)
+    return schedule(cfg)
 
 
 def _adamw(cfg) -> optax.GradientTransformation:
     wd = ADAMW_WEIGHT_DECAY if cfg.weight_decay is None else cfg.weight_decay
-    return adamw_step_decay(cfg.lr, cfg.decay_step, cfg.lr_decay_factor, wd)
+    if cfg.schedule == "step" and cfg.weight_decay_on == "all":  # bpjax 0.1's transformation, state and all
+        return adamw_step_decay(cfg.lr, cfg.decay_step, cfg.lr_decay_factor, wd)
+    mask = matrices if cfg.weight_decay_on == "matrices" else None
+    return optax.chain(
+        optax.scale_by_adam(b1=0.9, b2=0.99, eps=1e-8), optax.add_decayed_weights(wd, mask), schedule(cfg)
+    )
 
 
 OPTIMIZERS = {
     "sgd": (_sgd, "the notebook's plain SGD"),
     "adamw": (_adamw, "AdamW (betas 0.9, 0.99, eps 1e-8; --weight-decay, default 0.01)"),
 }
-"""name -> (builder from a config, description): ``--optimizer``'s choices. Both follow the
-step-decay schedule ``lr``, then ``lr * lr_decay_factor`` from ``lr_decay_step``."""
+"""name -> (builder from a config, description): ``--optimizer``'s choices. Both follow the schedule of
+``--schedule`` (:data:`SCHEDULES`)."""
+
+SCHEDULES = ("step", "cosine")
+"""``step``: ``lr``, then ``lr * lr_decay_factor`` from ``lr_decay_step`` (the notebook's); ``cosine``:
+linear warmup over ``warmup_steps``, then a cosine to ``min_lr`` at the last step (nanoGPT's)."""
 
 WEIGHT_DECAYED = ("adamw",)
 """The optimizers that take ``--weight-decay``."""
 
+DECAYED_PARAMETERS = ("all", "matrices")
+"""``--weight-decay-on``: every parameter (makemore's AdamW), or :func:`matrices` only (nanoGPT's)."""
+
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
-    """The optimizer of a :class:`~bpjax.training.Config`: ``cfg.optimizer`` with its schedule."""
+    """The optimizer of a :class:`~bpjax.training.Config`: ``cfg.optimizer`` with its schedule, after
+    clipping the gradient at ``cfg.grad_clip`` (its global norm; 0: none)."""
     if cfg.optimizer not in OPTIMIZERS:
         raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
-    return OPTIMIZERS[cfg.optimizer][0](cfg)
+    tx = OPTIMIZERS[cfg.optimizer][0](cfg)
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx) if cfg.grad_clip else tx

@@ -97,6 +97,29 @@ class Run:
             layout=self.model.data,
         )
 
+    def generate(
+        self, prompt: str = "\n", chars: int = 500, seed: int = 0, temperature: float = 1.0, top_k: int | None = None
+    ):
+        """A text model's characters after ``prompt``, yielded as drawn (see
+        :func:`bpjax.training.sample.generate_text`): ``"".join(run.generate("ROMEO:", 200))``."""
+        from ..errors import ConfigError
+        from .sample import generate_text
+
+        if self.model.data != "text":
+            raise ConfigError(f"model {self.model.name!r} samples names (bpjax sample -n), not text after a prompt")
+        yield from generate_text(
+            self.model.logits_eval,
+            self.params,
+            self.bn_stats,
+            self.vocab,
+            self.config.block_size,
+            prompt=prompt,
+            chars=chars,
+            key=jax.random.key(seed),
+            temperature=temperature,
+            top_k=top_k,
+        )
+
     def __repr__(self):
         m = self.metrics
         losses = ", ".join(f"{k} {m[k + '_loss']:.4f}" for k in ("train", "val", "test") if k + "_loss" in m)

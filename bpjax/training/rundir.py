@@ -147,7 +147,17 @@ def _flat(prefix: str, tree) -> dict:
     }
 
 
-IDENTITY_OPTIONAL = {"diagnose_every": 0, "verify_every": 0}
+IDENTITY_OPTIONAL = {
+    "diagnose_every": 0,
+    "verify_every": 0,
+    "schedule": "step",
+    "warmup_steps": 0,
+    "min_lr": None,
+    "grad_clip": 0.0,
+    "grad_accum": 1,
+    "weight_decay_on": "all",
+    "compute_dtype": "float32",
+}
 """Settings added after the run identity was: left out of it at these (their default) values, so a
 run written before them keeps its identity. A later setting goes here too."""
 

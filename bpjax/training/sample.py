@@ -1,7 +1,9 @@
-"""Sampling names from a trained model (eval-mode batch norm), as the lecture's sampling cell.
+"""Sampling from a trained model: names (eval-mode batch norm), as the lecture's sampling cell, and
+text from a GPT, as nanoGPT's ``sample.py``.
 
 All ``n`` names are drawn at once: one ``lax.scan`` over positions, each step a batch of ``n``
 contexts. A name ends at the first ``'.'``; ``max_len`` caps a model that never says ``'.'``.
+Text is drawn one character per compiled call (:func:`generate_text`), so it streams.
 """
 
 from __future__ import annotations
@@ -111,3 +113,67 @@ def sample_names(
         end = np.flatnonzero(row == 0)
         names.append(vocab.decode(row[: end[0]]) + "." if len(end) else vocab.decode(row) + "…")
     return names
+
+
+# --------------------------------------------------------------------------------------------
+# Text (a GPT): one character at a time, the context the last block_size characters
+# --------------------------------------------------------------------------------------------
+@partial(jax.jit, static_argnames=("logits_eval", "top_k"))
+def _next_char(logits_eval, params, stats, window, length, key, temperature, *, top_k: int | None):
+    """The next id after ``window[:length]`` (``window`` [block_size] int32, ``length`` >= 1): the
+    logits at position ``length - 1`` (causal: the ids after it are not seen), divided by
+    ``temperature``, kept to the ``top_k`` largest, sampled."""
+    logits = logits_eval(params, stats, window[None])[0, length - 1] / temperature
+    if top_k is not None:
+        kth = jax.lax.top_k(logits, top_k)[0][-1]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    return jax.random.categorical(key, logits).astype(jnp.int32)
+
+
+def generate_text(
+    logits_eval,
+    params,
+    stats,
+    vocab: Vocab,
+    block_size: int,
+    *,
+    prompt: str = "\n",
+    chars: int = 500,
+    key=None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+):
+    """Yield ``chars`` characters that follow ``prompt``, one at a time (nanoGPT's ``generate``): each
+    drawn from the model's next-character distribution given the last ``block_size`` characters,
+    at ``temperature`` (> 0; below 1 sharper), among the ``top_k`` likeliest (None: all). Character
+    ``i``'s key is ``fold_in(key, i)``. A prompt character outside the vocabulary is a :class:`ConfigError`."""
+    if not prompt:
+        raise ConfigError("the prompt is empty; give at least one character (nanoGPT's default is a newline)")
+    if not (isinstance(temperature, (int, float)) and temperature > 0 and np.isfinite(temperature)):
+        raise ConfigError(f"temperature must be a positive number, got {temperature!r}")
+    if top_k is not None and not 1 <= top_k <= vocab.size:
+        raise ConfigError(f"top-k must be between 1 and the vocabulary's {vocab.size}, got {top_k}")
+    if chars < 0:
+        raise ConfigError(f"chars must be >= 0, got {chars}")
+    unknown = sorted(set(prompt) - set(vocab.itos))
+    if unknown:
+        raise ConfigError(f"the prompt's character {unknown[0]!r} is not in the run's vocabulary of {vocab.size}")
+    key = jax.random.key(0) if key is None else key
+    ids = [vocab.stoi[c] for c in prompt][-block_size:]
+    window = np.zeros(block_size, np.int32)
+    window[: len(ids)] = ids
+    length = len(ids)
+    t = jnp.float32(temperature)
+    for i in range(chars):
+        ix = int(
+            _next_char(
+                logits_eval, params, stats, jnp.asarray(window), length, jax.random.fold_in(key, i), t, top_k=top_k
+            )
+        )
+        if length == block_size:
+            window[:-1] = window[1:]
+            window[-1] = ix
+        else:
+            window[length] = ix
+            length += 1
+        yield vocab.itos[ix]

@@ -15,6 +15,7 @@ from ..errors import CheckpointError, ConfigError
 from .config import Config
 from .distributed import check_batch, make_mesh
 from .memory import check_state_fits
+from .optim import make_optimizer
 from .run import History, Run
 from .rundir import (
     CHECKPOINT,
@@ -93,8 +94,25 @@ def released_on_error(lock: RunLock | None):
         raise
 
 
-def start(cfg: Config, data, out, stop_at, mesh, devices: int) -> Training:
-    """A new run: validate, load the data, claim the run directory, initialise."""
+def _given_params(cfg: Config, vocab_size: int, params):
+    """``params`` to start from (a converted nanoGPT checkpoint), checked against the model's init:
+    the same tree, shapes and dtypes, else one :class:`ConfigError` line naming the first difference."""
+    want = jax.eval_shape(lambda k: cfg.spec.init(k, vocab_size=vocab_size, **cfg.sizes)[0], jax.random.key(0))
+    got, want_leaves = jax.tree_util.tree_flatten_with_path(params)[0], jax.tree_util.tree_flatten_with_path(want)[0]
+    if [p for p, _ in got] != [p for p, _ in want_leaves]:
+        raise ConfigError(f"params= has not the {cfg.model_name} parameters of these sizes (its keys differ)")
+    for (path, a), (_, w) in zip(got, want_leaves, strict=True):
+        if tuple(np.shape(a)) != w.shape or np.asarray(a).dtype != w.dtype:
+            raise ConfigError(
+                f"params={jax.tree_util.keystr(path)} is {np.asarray(a).dtype}{list(np.shape(a))}, "
+                f"the model's {w.dtype}{list(w.shape)}"
+            )
+    return jax.tree_util.tree_map(jax.numpy.asarray, params)
+
+
+def start(cfg: Config, data, out, stop_at, mesh, devices: int, params=None) -> Training:
+    """A new run: validate, load the data, claim the run directory, initialise (or start from
+    ``params``: its checkpoint at step 0 is written at once, so a resume never re-initialises)."""
     cfg = cfg.validate(stop_at)
     if mesh is not None:
         check_batch(mesh, cfg.batch_size)
@@ -111,7 +129,10 @@ def start(cfg: Config, data, out, stop_at, mesh, devices: int) -> Training:
     with released_on_error(lock):
         if lock is not None:
             check_new_run_dir(run_dir)  # again, now that nobody else can be writing it
+        given = None if params is None else _given_params(cfg, vocab.size, params)
         params, opt_state, state, key_data = init_train_state(cfg, vocab.size)
+        if given is not None:
+            params, opt_state = given, make_optimizer(cfg).init(given)
         if run_dir is not None:
             write_run_start(
                 run_dir,

@@ -115,6 +115,13 @@ def test_each_setting_is_declared_once_with_its_type_default_help_and_range():
         "chunk",
         "diagnose_every",
         "verify_every",
+        "schedule",
+        "warmup_steps",
+        "min_lr",
+        "grad_clip",
+        "grad_accum",
+        "weight_decay_on",
+        "compute_dtype",
     ]
     assert all(isinstance(r, Setting) and r.help for r in rules.values())
     assert rules["optimizer"].choices == ("sgd", "adamw") and rules["grad"].choices == ("manual", "autodiff")
@@ -151,3 +158,20 @@ def test_with_data_fills_a_sequence_models_block_size_and_leaves_the_callers_con
     with pytest.raises(ConfigError, match="block-size is the data's"):
         Config("bigram", block_size=5).with_data({"block_size": 16})
     assert Config().with_data({"block_size": 99}).block_size == 3  # a window model's is its own
+
+
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        ({"schedule": "linear"}, "schedule must be one of step, cosine"),
+        ({"warmup_steps": 5}, "warmup-steps and min-lr apply to --schedule cosine only"),
+        ({"grad_clip": -1.0}, "grad-clip must be a number >= 0"),
+        ({"grad_accum": 0}, "grad-accum must be a positive integer"),
+        ({"weight_decay_on": "biases"}, "weight-decay-on must be one of all, matrices"),
+        ({"compute_dtype": "float16"}, "compute-dtype must be one of float32, bfloat16"),
+        ({"model": "gpt", "min_lr": 0.0}, "min-lr must be a positive number"),
+    ],
+)
+def test_nanogpts_settings_are_checked(kw, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        Config(**kw).validate()

@@ -228,3 +228,28 @@ def test_a_full_disk_names_the_file_and_leaves_a_run_that_resume_finishes(
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0
     m = json.loads((run / "metrics.json").read_text())
     assert m["status"] == "complete" and m["val_loss"] == reference["val_loss"]
+
+
+# --- the GPT on a text ----------------------------------------------------------------------------
+def test_a_small_gpt_learns_shakespeare_and_reports_train_and_val(gpt_run):
+    m = json.loads((gpt_run / "metrics.json").read_text())
+    assert m["status"] == "complete" and m["steps"] == 300 and "test_loss" not in m  # a text has no test split
+    assert m["val_loss"] < 2.9 < 4.17  # from ln(65) = 4.17 at the init
+    run = load_run(gpt_run)
+    assert run.history["eval_steps"].tolist() == [150, 300]
+    assert run.config.schedule == "cosine" and run.config.weight_decay_on == "matrices"
+
+
+def test_a_gpt_with_dropout_and_accumulation_resumes_bit_for_bit(shakespeare_path, tmp_path):
+    from conftest import SMALL_GPT
+
+    cfg = Config("gpt", steps=24, chunk=12, dropout=0.2, grad_accum=2, batch_size=4, warmup_steps=4, **SMALL_GPT)
+    straight = fit(cfg, data=shakespeare_path, out=tmp_path / "a", verbose=False, save_plot=False)
+    fit(cfg, data=shakespeare_path, out=tmp_path / "b", stop_at=12, verbose=False, save_plot=False)
+    resumed = fit(resume=tmp_path / "b", data=shakespeare_path, verbose=False, save_plot=False)
+    for a, b in zip(np.asarray(straight.history["lossi"]), np.asarray(resumed.history["lossi"]), strict=True):
+        assert a == b
+    import jax
+
+    for a, b in zip(jax.tree_util.tree_leaves(straight.params), jax.tree_util.tree_leaves(resumed.params), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -70,3 +70,59 @@ def test_adamw_trains(names_path):
         Config(n_hidden=32, steps=600, chunk=300, optimizer="adamw", lr=1e-2), data=names_path, out=False, verbose=False
     )
     assert run.metrics["val_loss"] < 2.7
+
+
+def _nanogpt_lr(it, lr=1e-3, min_lr=1e-4, warmup=100, decay=2000):
+    """nanoGPT's ``get_lr``, as its train.py writes it."""
+    import math
+
+    if it < warmup:
+        return lr * (it + 1) / (warmup + 1)
+    if it > decay:
+        return min_lr
+    ratio = (it - warmup) / (decay - warmup)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
+
+
+def test_warmup_then_cosine_is_nanogpts_get_lr():
+    from bpjax.training.optim import scale_by_warmup_cosine
+
+    tx = scale_by_warmup_cosine(1e-3, 1e-4, 100, 2000)
+    state = tx.init({"w": jnp.zeros(())})
+    for it in range(2100):
+        u, state = tx.update({"w": jnp.ones(())}, state)
+        if it in (0, 1, 50, 99, 100, 101, 1000, 1999, 2000, 2050):
+            assert abs(-float(u["w"]) - _nanogpt_lr(it)) <= 1e-7 * _nanogpt_lr(it), it
+
+
+def test_nanogpts_adamw_decays_the_matrices_only_and_clips_first():
+    """The GPT's defaults: AdamW (0.9, 0.99, 1e-8) with weight decay 0.1 on the 2-D parameters, after
+    clipping at global norm 1.0: one update equals optax's adamw with that mask on clipped gradients."""
+    from bpjax.training.optim import matrices
+
+    cfg = Config("gpt", steps=10, warmup_steps=0, schedule="step", lr_decay_factor=1.0)
+    params = {"W": jnp.ones((3, 2)), "ln_g": jnp.ones((2,)), "wte": jnp.full((4, 2), 2.0)}
+    assert matrices(params) == {"W": True, "ln_g": False, "wte": True}
+    grads = jax.tree_util.tree_map(lambda p: 3.0 * jnp.ones_like(p), params)
+    ref = optax.chain(
+        optax.clip_by_global_norm(1.0), optax.adamw(1e-3, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1, mask=matrices)
+    )
+    mine, _ = make_optimizer(cfg).update(grads, make_optimizer(cfg).init(params), params)
+    theirs, _ = ref.update(grads, ref.init(params), params)
+    for k in params:
+        np.testing.assert_allclose(mine[k], theirs[k], rtol=1e-6)
+    assert Config("gpt").grad_clip == 1.0 and Config("gpt").weight_decay_on == "matrices"
+
+
+def test_gpt_defaults_are_the_cpu_recipe():
+    cfg = Config("gpt")
+    assert (cfg.lr, cfg.weight_decay, cfg.schedule, cfg.warmup_steps, cfg.min_lr, cfg.steps, cfg.batch_size) == (
+        1e-3,
+        0.1,
+        "cosine",
+        100,
+        1e-4,
+        2000,
+        12,
+    )
+    assert cfg.sizes == {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "dropout": 0.0, "bias": False}

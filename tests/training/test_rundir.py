@@ -238,16 +238,29 @@ def test_deeply_nested_json_in_a_run_directory_is_one_line(names_path, tmp_path)
 
 
 def test_the_new_settings_leave_older_runs_identity_alone():
-    """A run written before diagnose_every/verify_every existed recorded the hash of a config without
-    them: at their defaults they stay out of the hash, so its checkpoint still belongs to it."""
+    """A run written before a setting existed (diagnose_every, verify_every; the GPT's schedule,
+    warmup, clipping, accumulation, ...) recorded the hash of a config without it: at its default it
+    stays out of the hash, so the run's checkpoint still belongs to it; set, it is part of it."""
     from bpjax.data import Vocab
-    from bpjax.training.rundir import run_identity
+    from bpjax.training.rundir import IDENTITY_OPTIONAL, run_identity
 
+    assert set(IDENTITY_OPTIONAL) == {
+        "diagnose_every",
+        "verify_every",
+        "schedule",
+        "warmup_steps",
+        "min_lr",
+        "grad_clip",
+        "grad_accum",
+        "weight_decay_on",
+        "compute_dtype",
+    }
     cfg, vocab = Config(), Vocab.from_words(["emma", "ava"])
-    before = {k: v for k, v in cfg.to_json().items() if k not in ("diagnose_every", "verify_every")}
+    before = {k: v for k, v in cfg.to_json().items() if k not in IDENTITY_OPTIONAL}
     blob = json.dumps({"config": before, "vocab": vocab.to_json(), "data_sha256": "x"}, sort_keys=True)
     assert run_identity(cfg, vocab, "x") == hashlib.sha256(blob.encode()).hexdigest()
-    assert run_identity(cfg.replace(diagnose_every=100), vocab, "x") != run_identity(cfg, vocab, "x")
+    for changed in ({"diagnose_every": 100}, {"grad_accum": 2}, {"schedule": "cosine"}, {"grad_clip": 1.0}):
+        assert run_identity(cfg.replace(**changed), vocab, "x") != run_identity(cfg, vocab, "x")
 
 
 # --- run directories of bpjax 0.1.0 ---------------------------------------------------------

@@ -36,3 +36,32 @@ def test_many_names_are_drawn_in_batches(names_path, tmp_path):
     names = run.sample(n=SAMPLE_CHUNK + 5, seed=1)
     assert len(names) == SAMPLE_CHUNK + 5 and names[:20] == run.sample(n=20, seed=1)
     assert names[SAMPLE_CHUNK:] != names[:5]  # the next batch has its own key
+
+
+def test_text_follows_the_prompt_one_character_at_a_time():
+    """generate_text: nanoGPT's generate (the context the last block_size characters, temperature,
+    top-k); each character's key fold_in(key, i), so a prefix of a longer sample is a shorter one."""
+    import jax
+
+    from bpjax import models
+    from bpjax.training.sample import generate_text
+
+    gpt = models.get("gpt")
+    vocab = Vocab.from_text("abcdefgh \n")
+    params, state = gpt.init(jax.random.key(0), vocab_size=vocab.size, n_layer=1, n_head=2, n_embd=8, block_size=4)
+
+    def draw(**kw):
+        return "".join(generate_text(gpt.logits_eval, params, state, vocab, 4, key=jax.random.key(1), **kw))
+
+    long, short = draw(prompt="abcdef", chars=12), draw(prompt="abcdef", chars=5)
+    assert len(long) == 12 and long.startswith(short) and set(long) <= set(vocab.itos)
+    greedy = draw(prompt="a", chars=10, top_k=1)
+    assert greedy == draw(prompt="a", chars=10, temperature=1e-6)  # top-1 is the zero-temperature limit
+    for bad, needle in [
+        ({"prompt": "z"}, "'z' is not in the run's vocabulary"),
+        ({"prompt": ""}, "empty"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"top_k": 11}, "top-k must be between 1 and"),
+    ]:
+        with pytest.raises(ConfigError, match=needle):
+            draw(**bad)

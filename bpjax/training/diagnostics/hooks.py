@@ -24,18 +24,27 @@ from ..step import gradient_fn, row_constraint
 from .stats import probe_shapes, record, verification
 
 
-def make_hooks(spec, grad: str, tx: optax.GradientTransformation, diagnose_every: int, mesh=None) -> Hooks:
+def make_hooks(
+    spec, grad: str, tx: optax.GradientTransformation, diagnose_every: int, mesh=None, rate: float = 0.0
+) -> Hooks:
     """The :class:`~bpjax.training.chunk.Hooks` of a run of ``spec`` (a Model) with ``--grad grad``,
-    the optimizer ``tx``, records every ``diagnose_every`` steps (0: checks only)."""
+    the optimizer ``tx``, records every ``diagnose_every`` steps (0: checks only); ``rate``: the
+    model's dropout, each step's masks from the key its batch carries (both sides of a check alike)."""
     manual = grad == "manual"
     constrain = row_constraint(mesh)
-    oracle_grad = precise(jax.grad(lambda p, s, X, Y: spec.loss(p, s, X, Y)[0]))
-    manual_grad = precise(jax.grad(lambda p, s, X, Y: spec.loss_manual(p, s, X, Y)[0]))
 
-    def grads_with_probes(params, state, X, Y):
+    def keyed(key):
+        return {} if key is None else {"key": key, "rate": rate}
+
+    oracle_grad = precise(jax.grad(lambda p, s, X, Y, k: spec.loss(p, s, X, Y, **keyed(k))[0]))
+    manual_grad = precise(jax.grad(lambda p, s, X, Y, k: spec.loss_manual(p, s, X, Y, **keyed(k))[0]))
+
+    def grads_with_probes(params, state, X, Y, key):
         zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in probe_shapes(spec, params, state, X, Y, manual).items()}
         if not zeros:
-            (loss, new_state), grads = gradient_fn(spec, grad)(params, state, X, Y)
+            (loss, new_state), grads = gradient_fn(spec, grad, rate)(
+                params, state, X, Y, *([] if key is None else [key])
+            )
             return loss, new_state, grads, {}, {}
 
         def f(params, taps):
@@ -47,7 +56,7 @@ def make_hooks(spec, grad: str, tx: optax.GradientTransformation, diagnose_every
                     return v + taps[name]
                 return v
 
-            loss, new_state = spec.loss_tapped(params, state, X, Y, tap, manual)
+            loss, new_state = spec.loss_tapped(params, state, X, Y, tap, manual, **keyed(key))
             return loss, (new_state, acts)
 
         (loss, (new_state, acts)), (grads, d_taps) = jax.value_and_grad(f, (0, 1), has_aux=True)(params, zeros)
@@ -57,8 +66,9 @@ def make_hooks(spec, grad: str, tx: optax.GradientTransformation, diagnose_every
 
     def recorded(carry, batch, s):
         params, opt_state, state = carry
-        X, Y = constrain(batch)
-        loss, new_state, grads, acts, d_acts = grads_with_probes(params, state, X, Y)
+        X, Y = constrain(batch[:2])
+        key = batch[2] if len(batch) > 2 else None
+        loss, new_state, grads, acts, d_acts = grads_with_probes(params, state, X, Y, key)
         updates, opt_state = tx.update(grads, opt_state, params)
         rec = record(acts, d_acts, params, grads, updates)
         layout[:] = [(k, v.shape) for k, v in rec.items()]
@@ -75,7 +85,9 @@ def make_hooks(spec, grad: str, tx: optax.GradientTransformation, diagnose_every
 
     def verify_at(carry, batches):
         params, _, state = carry
-        X0, Y0 = constrain(jax.tree_util.tree_map(lambda a: a[0], batches))
-        return verification(manual_grad(params, state, X0, Y0), oracle_grad(params, state, X0, Y0))
+        first = jax.tree_util.tree_map(lambda a: a[0], batches)
+        X0, Y0 = constrain(first[:2])
+        k0 = first[2] if len(first) > 2 else None
+        return verification(manual_grad(params, state, X0, Y0, k0), oracle_grad(params, state, X0, Y0, k0))
 
     return Hooks(diagnose_every, recorded if diagnose_every else None, unpack, verify_at)
