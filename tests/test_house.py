@@ -19,8 +19,9 @@ RANK = {"errors": 0, "io": 1, "check": 1, "data": 2, "layers": 3, "models": 4, "
 """Which part may import which: a module imports only from parts of a lower rank or its own part.
 The base modules (errors, io, check, data) import no layer, model, training or command; a layer imports
 nothing from models, training or the cli; a model nothing from training or the cli; nothing imports the cli."""
-EXEMPT = {"bpjax", "bpjax.__main__", "bpjax.compat"}
-"""The package's face: its __init__ re-exports every part, __main__ runs the cli, compat aliases old paths."""
+EXEMPT = {"bpjax", "bpjax.__main__", "bpjax.compat", "bpjax.nanogpt"}
+"""The package's face: its __init__ re-exports every part, __main__ runs the cli, compat aliases old
+paths, nanogpt is :mod:`bpjax.models.nanogpt` under the short name the GPT's users import."""
 
 
 def modules() -> dict[str, Path]:

@@ -9,12 +9,13 @@
 ``rnn``, ``gru``
 ``bow``
 ``transformer``
+``gpt``            nanoGPT's character-level GPT (a text's characters; tied head, dropout)
 =================  ===========================================================================
 
 Each module is its forward and its init, and exports one ``MODEL``; :func:`get` and :func:`names`
 read the registry below. Adding a model is one new module plus one line in :data:`REGISTRY`. A
 model of your own needs no registration: pass it as ``Config(model=my_model)``.
-:mod:`bpjax.models.makemore` converts makemore.py's state dicts.
+:mod:`bpjax.models.makemore` converts makemore.py's state dicts, :mod:`bpjax.models.nanogpt` nanoGPT's.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ REGISTRY = {  # name -> module exporting MODEL; adding a model is one line here
     "bow": "bpjax.models.bow",
     "transformer": "bpjax.models.transformer",
     "deep": "bpjax.models.deep",
+    "gpt": "bpjax.models.gpt",
 }
 
 MAKEMORE_TRAINING = {"optimizer": "adamw", "lr": 5e-4, "lr_decay_factor": 1.0, "steps": 10_000}

@@ -18,18 +18,19 @@ import jax
 from .. import layers as L
 from ..check import NO_TAP
 
-LOSS_LAYERS = {"windows": "cross_entropy", "sequences": "cross_entropy_masked"}
+LOSS_LAYERS = {"windows": "cross_entropy", "sequences": "cross_entropy_masked", "text": "cross_entropy"}
 """The loss layer of each data layout (a sequence's ``-1`` targets are masked out)."""
 
 
 def forward_loss(forward: Callable, ly: L.Layers, data: str = "windows", time_major: bool = False) -> Callable:
-    """``loss(params, state, X, Y, tap=NO_TAP) -> (loss, new_state)``: ``forward`` over the layer set
-    ``ly``, then the loss layer of the data layout (:data:`LOSS_LAYERS`); ``time_major``: the
-    forward's logits are ``[T, B, V]``, paired with ``Y.T``."""
+    """``loss(params, state, X, Y, tap=NO_TAP, key=None, rate=0.0) -> (loss, new_state)``: ``forward``
+    over the layer set ``ly`` (dropout at ``rate``, its masks drawn from ``key``:
+    :meth:`~bpjax.layers.Layers.with_key`), then the loss layer of the data layout
+    (:data:`LOSS_LAYERS`); ``time_major``: the forward's logits are ``[T, B, V]``, paired with ``Y.T``."""
     loss_layer = LOSS_LAYERS[data]
 
-    def loss(params, state, X, Y, tap=NO_TAP):
-        logits, new_state = forward(ly, params, state, X, tap)
+    def loss(params, state, X, Y, tap=NO_TAP, key=None, rate: float = 0.0):
+        logits, new_state = forward(ly if key is None else ly.with_key(key, rate), params, state, X, tap)
         with jax.named_scope("loss"):
             return getattr(ly, loss_layer)(logits, Y.T if time_major else Y), new_state
 
@@ -51,15 +52,15 @@ def losses_from_forward(
     hand_written = forward_loss(forward, ly.hand, data, time_major)
     evaluating = ly.eval()
 
-    def loss_tapped(params, state, X, Y, tap, manual: bool):
-        return (hand_written if manual else oracle)(params, state, X, Y, tap)
+    def loss_tapped(params, state, X, Y, tap, manual: bool, key=None, rate: float = 0.0):
+        return (hand_written if manual else oracle)(params, state, X, Y, tap, key, rate)
 
     def logits_eval(params, stats, X):
         logits, _ = forward(evaluating, params, stats, X, NO_TAP)
         return jax.numpy.swapaxes(logits, 0, 1) if time_major else logits
 
     def untapped(loss):
-        return lambda params, state, X, Y: loss(params, state, X, Y)
+        return lambda params, state, X, Y, key=None, rate=0.0: loss(params, state, X, Y, key=key, rate=rate)
 
     return {
         "loss": untapped(oracle),

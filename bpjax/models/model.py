@@ -20,6 +20,7 @@ those functions instead of a forward (bpjax 0.1's form); then it has no layer ta
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,7 +28,7 @@ from .. import layers as L
 from ..errors import ConfigError
 from .forward import losses_from_forward
 
-DATA_LAYOUTS = ("windows", "sequences")
+DATA_LAYOUTS = ("windows", "sequences", "text")
 """How a model's (X, Y) rows are cut from the words: ``"windows"`` are the notebook's context
 windows (``X`` [N, block_size], ``Y`` [N]: the next character), ``block_size`` one of its sizes;
 ``"sequences"`` are makemore's padded words (``X``, ``Y`` [N, T], ``-1`` targets masked), and
@@ -40,6 +41,13 @@ def _state_as_stats(params, state, X_train):
 
 def _no_probes(name: str) -> bool:
     return False
+
+
+_COMPUTING: dict = {}  # id(model) -> (model, {dtype: its copy}): the model is kept, so the id stays its
+
+
+def _no_dropout(sizes) -> float:
+    return 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,6 +94,15 @@ class Model:
     cpu_cores: int | None = None
     """Cores ``bpjax train`` lets XLA use on a CPU by default (None: every core). 1 for models whose
     step is many small kernels (see :func:`bpjax.training.distributed.use_cores`)."""
+    dropout: Callable = _no_dropout
+    """``dropout(sizes) -> rate``: the model's dropout rate at these sizes (0: none). Above 0, each
+    training step passes its losses a key for the masks (``loss(..., key=k, rate=rate)``)."""
+    size_ranges: dict = field(default_factory=dict)
+    """``{size: (lo, hi)}``: a size's valid values ``lo <= v < hi`` where its default's type does not say
+    them (a probability: ``(0, 1)``)."""
+    check_variants: dict = field(default_factory=dict)
+    """``{label: sizes}``: the sizes ``bpjax check`` also checks the model at, beside its defaults (the
+    GPT: ``{"bias on": {"bias": True}, "dropout 0.1": {"dropout": 0.1}}``)."""
     state_dicts: dict = field(default_factory=dict)
     """``{"makemore": keys}``: a peer's state-dict key map, ``keys(params_or_n_layer)`` (see
     :mod:`bpjax.models.statedict`)."""
@@ -122,6 +139,20 @@ class Model:
     def __repr__(self):
         return f"Model({self.name!r}, sizes={self.sizes})"
 
+    def computing_in(self, dtype: str) -> Model:
+        """This model with its matrix products in ``dtype`` (``--compute-dtype``; the parameters, the
+        norms, softmax and loss stay as they are): its layer set's :meth:`~bpjax.layers.Layers.computing_in`,
+        the losses derived again. ``"float32"``: the model itself. One copy per model and dtype."""
+        if dtype == "float32":
+            return self
+        if self.forward is None:
+            raise ConfigError(f"compute-dtype {dtype} needs a model written as its forward; {self.name!r} is not")
+        cache = _COMPUTING.setdefault(id(self), (self, {}))[1]
+        if dtype not in cache:
+            derived = dict.fromkeys(("loss", "loss_manual", "logits_eval", "loss_autodiff", "loss_tapped"))
+            cache[dtype] = dataclasses.replace(self, layers=self.layers.computing_in(dtype), **derived)
+        return cache[dtype]
+
     def training_loss(self, grad: str) -> Callable:
         """The loss ``--grad grad`` differentiates: ``loss_manual`` for ``"manual"``, else
         ``loss_autodiff`` (default ``loss``)."""
@@ -129,12 +160,13 @@ class Model:
             return self.loss_manual
         return self.loss if self.loss_autodiff is None else self.loss_autodiff
 
-    def tables(self, params, state, X, Y) -> list:
+    def tables(self, params, state, X, Y, *, key=None, rate: float = 0.0) -> list:
         """``bpjax check``'s tables for this model on one batch, at the checks' matrix-product
         precision (:data:`bpjax.check.PRECISION`): its own (``check_tables``), then every layer the
-        forward runs (:func:`bpjax.models.tables.layer_table`) and the whole model."""
+        forward runs (:func:`bpjax.models.tables.layer_table`) and the whole model; with dropout at
+        ``rate``, its masks drawn from ``key`` (the same on both sides)."""
         from ..check import precise
         from .tables import default_tables
 
         own = [] if self.check_tables is None else list(precise(self.check_tables)(params, state, X, Y))
-        return own + default_tables(self, params, state, X, Y)
+        return own + default_tables(self, params, state, X, Y, key, rate)

@@ -4,8 +4,11 @@ interop shares (:mod:`bpjax.models.makemore`).
 A model declares, per peer, its key map: ``Model.state_dicts["makemore"] = keys``, ``keys(n_layer) ->
 [(peer key, bpjax path, transform)]``, the path ``"a/b/0/c"`` into the parameter pytree and the
 transform one of ``""`` (as it is), ``"T"`` (a PyTorch ``nn.Linear`` weight is ``[out, in]``; bpjax
-stores ``[in, out]``), ``"attn"`` (a fused q/k/v weight ``[3C, C]``, bpjax's ``[C, 3, nh, hs]``) or
-``"attn_b"`` (its bias ``[3C]``, bpjax's ``[3, nh, hs]``). ``n_layer`` is the number of transformer
+stores ``[in, out]``), ``"attn"`` (a fused q/k/v weight ``[3C, C]``, bpjax's ``[C, 3, nh, hs]``),
+``"attn_b"`` (its bias ``[3C]``, bpjax's ``[3, nh, hs]``), ``"bias"`` (as it is, where the model has
+biases: a state dict holds all of them or none, nanoGPT's ``bias=False``) or ``"tied"`` (a second key
+of a parameter already mapped: nanoGPT's ``lm_head.weight``, its token embedding; coming in, it must
+equal the first). ``n_layer`` is the number of transformer
 blocks: ``len(params["blocks"])`` going out, the ``.h.<i>.`` keys of the state dict coming in.
 """
 
@@ -55,11 +58,21 @@ def _keys(spec, peer: str, n_layer: int) -> list:
     return spec.state_dicts[peer](n_layer)
 
 
+def _has(tree, path: str) -> bool:
+    try:
+        _get(tree, path)
+    except (KeyError, IndexError, TypeError):
+        return False
+    return True
+
+
 def to_state_dict(spec, params, peer: str) -> dict:
     """``params`` of the model ``spec`` as ``peer``'s ``state_dict()``: numpy arrays, its keys, its shapes."""
     n_layer = len(params.get("blocks", [])) if isinstance(params, dict) else 0
     sd = {}
     for key, path, how in _keys(spec, peer, n_layer):
+        if how == "bias" and not _has(params, path):
+            continue  # a model without biases
         a = np.asarray(_get(params, path))
         if how == "attn":  # [C, 3, nh, hs] -> [C, 3C] -> PyTorch's [3C, C]
             a = a.reshape(a.shape[0], -1).T
@@ -78,6 +91,8 @@ def from_state_dict(spec, state_dict: dict, peer: str, *, n_head: int | None = N
     keys = {k for k in state_dict if not BUFFERS.search(k)}
     n_layer = len({m.group(1) for k in keys if (m := re.search(r"(?:^|\.)h\.(\d+)\.", k))})
     entries = _keys(spec, peer, n_layer)
+    if not keys & {k for k, _, how in entries if how == "bias"}:  # no biases (nanoGPT's bias=False)
+        entries = [e for e in entries if e[2] != "bias"]
     want = {k for k, _, _ in entries}
     if keys != want:
         missing, extra = sorted(want - keys), sorted(keys - want)
@@ -94,5 +109,12 @@ def from_state_dict(spec, state_dict: dict, peer: str, *, n_head: int | None = N
             a = a.reshape(3, n_head, -1)
         elif how == "T":
             a = a.T
+        elif how == "tied":
+            first = _get(params, path)
+            if first.shape != a.shape or not np.array_equal(first, a):
+                raise CheckpointError(
+                    f"{key} differs from the parameter it is tied to ({path}): not a tied model's state dict"
+                )
+            continue
         _set(params, path, np.ascontiguousarray(a))
     return params

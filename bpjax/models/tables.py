@@ -76,9 +76,10 @@ def _unique(names: list[str], seen: dict) -> list[str]:
 
 
 @precise
-def layer_table(model, params, state, X, Y, *, title: str | None = None):
+def layer_table(model, params, state, X, Y, *, title: str | None = None, key=None, rate: float = 0.0):
     """Every hand-written layer ``model``'s forward calls, checked on this batch (see the module
-    docstring). ``model``: a :class:`~bpjax.models.Model` with a forward."""
+    docstring). ``model``: a :class:`~bpjax.models.Model` with a forward; ``key``, ``rate``: dropout
+    with these masks (each layer's check replays its own)."""
     plain = model.layers.plain
     recorded = {}
 
@@ -87,7 +88,7 @@ def layer_table(model, params, state, X, Y, *, title: str | None = None):
         tap = _NamingTap(taps, names_by_id)
         rec = _Recorder(tap, names_by_id)
         loss_fn = forward_loss(model.forward, plain.recording(rec.call), model.data, model.time_major)
-        loss, _ = loss_fn(params, state, X, Y, tap)
+        loss, _ = loss_fn(params, state, X, Y, tap, key, rate)
         recorded["calls"] = rec.calls
         return loss, tap.values
 
@@ -103,15 +104,18 @@ def layer_table(model, params, state, X, Y, *, title: str | None = None):
     return layer_rows_table(title, rows, dtype=str(jnp.asarray(values[f"@{len(rows) - 1}/out"]).dtype))
 
 
-def default_tables(model, params, state, X, Y) -> list:
+def default_tables(model, params, state, X, Y, key=None, rate: float = 0.0) -> list:
     """A model's layer table (when it has a forward) and its whole-model table: ``jax.grad`` of
-    ``loss_manual`` against ``jax.grad`` of ``loss``, one row per parameter."""
+    ``loss_manual`` against ``jax.grad`` of ``loss``, one row per parameter. ``key``, ``rate``: with
+    dropout, both sides draw the same masks from ``key``."""
+    kw = {} if key is None else {"key": key, "rate": rate}
     whole = model_table(
-        lambda p: model.loss_manual(p, state, X, Y)[0],
-        lambda p: model.loss(p, state, X, Y)[0],
+        lambda p: model.loss_manual(p, state, X, Y, **kw)[0],
+        lambda p: model.loss(p, state, X, Y, **kw)[0],
         params,
         title=f"whole {model.name}: grad(loss_manual) vs grad(loss)",
+        rule=None if model.layers.dtype is None else model.layers.dtype.name,  # float32 parameters, bf16 products
     )
     if model.forward is None:
         return [whole]
-    return [layer_table(model, params, state, X, Y), whole]
+    return [layer_table(model, params, state, X, Y, key=key, rate=rate), whole]

@@ -13,13 +13,13 @@ from conftest import batch
 
 
 def test_registry_names_and_models():
-    assert models.names() == ("mlp", "wavenet", "bigram", "bengio", "rnn", "gru", "bow", "transformer", "deep")
+    assert models.names() == ("mlp", "wavenet", "bigram", "bengio", "rnn", "gru", "bow", "transformer", "deep", "gpt")
     for name in models.names():
         m = models.get(name)
         assert isinstance(m, Model) and m.name == name and m.forward is not None
         assert models.get(m) is m  # a Model passes through
     with pytest.raises(ConfigError, match="model must be one of mlp, wavenet, bigram, bengio, rnn"):
-        models.get("gpt")
+        models.get("gpt2")
     from bpjax.training.config import size_kind
 
     for size in models.all_sizes():  # one CLI flag per size: every model that has it agrees on its type
@@ -34,11 +34,14 @@ def test_every_model_keeps_the_interface(name):
     """init -> (params, state); loss and loss_manual -> (the same loss, the same new state: bit for bit
     from loss_autodiff where a model has one, else from loss); eval logits."""
     m = models.get(name)
-    cfg = Config(name).with_data({"block_size": 5})  # a sequence model's T comes from the data
+    small = {"block_size": 5, "n_layer": 1, "n_embd": 8, "n_head": 2} if m.data == "text" else {}
+    cfg = Config(name, **small).with_data({"block_size": 5})  # a sequence model's T comes from the data
     params, state = m.init(jax.random.key(0), vocab_size=27, **cfg.sizes)
     X, Y = batch(jax.random.key(1), 16, block=cfg.block_size)
     if m.data == "sequences":
         Y = jnp.tile(Y[:, None], (1, cfg.block_size)).at[:, -1].set(-1)
+    if m.data == "text":  # every position a target
+        Y = jnp.roll(X, -1, axis=1)
     plain = m.training_loss("autodiff")
     (l_plain, s_plain), (l_man, s_man) = plain(params, state, X, Y), m.loss_manual(params, state, X, Y)
     assert l_plain == l_man

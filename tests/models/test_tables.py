@@ -18,6 +18,7 @@ SMALL = {
     "gru": {"n_embd": 5, "n_embd2": 6},
     "bow": {"n_embd": 5, "n_embd2": 6},
     "transformer": {"n_layer": 1, "n_embd": 8, "n_head": 2},
+    "gpt": {"n_layer": 1, "n_embd": 8, "n_head": 2, "block_size": 7, "bias": True},
 }
 
 
@@ -31,6 +32,9 @@ def model_batch(name, dtype, seed=5):
     if m.data == "sequences":
         X = jnp.maximum(masked_inputs((8, 7), 27, jnp.float32, seed=seed)[1], 0)
         Y = masked_inputs((8, 7), 27, jnp.float32, seed=seed + 1)[1]
+    elif m.data == "text":  # windows of a stream: X [B, T], Y the next characters
+        ids = jax.random.randint(jax.random.key(seed), (8, 8), 0, 27)
+        X, Y = ids[:, :7], ids[:, 1:]
     else:
         X, Y = batch(jax.random.key(seed), 16, block=sizes["block_size"])
     return m, params, state, X, Y
