@@ -12,6 +12,7 @@ from ..errors import ConfigError
 EXPERIMENTS = Path(__file__).resolve().parent.parent.parent / "experiments"
 TORCH_BASELINES = EXPERIMENTS / "torch_baselines.py"
 MAKEMORE_PEER = EXPERIMENTS / "makemore_peer.py"
+NANOGPT_PEER = EXPERIMENTS / "nanogpt_peer.py"
 
 
 def experiment(path: Path, name: str, rows: str):
@@ -47,6 +48,17 @@ def makemore_peer(makemore: str | None, path: Path | None = None):
     if not Path(makemore).is_file():
         raise ConfigError(f"--makemore {makemore!r} is not a file: give the path to makemore.py")
     return experiment(path or MAKEMORE_PEER, "bpjax_makemore_peer", "makemore.py's rows")
+
+
+def nanogpt_peer(nanogpt: str | None, path: Path | None = None):
+    """``(module, note)``: ``experiments/nanogpt_peer.py`` (which runs nanoGPT's ``train.py``) when
+    ``--nanogpt PATH`` names a checkout, torch is importable and this is a source checkout; else
+    ``None`` and why nanoGPT's row is not measured."""
+    if nanogpt is None:
+        return None, "nanoGPT not timed: pass --nanogpt PATH/TO/nanoGPT (needs torch) for its row"
+    if not (Path(nanogpt) / "train.py").is_file():
+        raise ConfigError(f"--nanogpt {nanogpt!r} is not a nanoGPT checkout (no train.py in it)")
+    return experiment(path or NANOGPT_PEER, "bpjax_nanogpt_peer", "nanoGPT's row")
 
 
 def torch_threads() -> int:

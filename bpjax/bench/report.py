@@ -44,6 +44,14 @@ def summary(rows: list[dict], peak, V: int, with_torch: bool, reference: str = "
                 s[f"{model}_manual_over_pytorch_{r['variant']}"] = man / r["model_steps_per_second"]
             if r["group"] == model and r["impl"] == "makemore":
                 s[f"{model}_manual_over_{r['variant']}"] = man / r["model_steps_per_second"]
+    for r in rows:
+        if r["impl"] == "nanogpt":
+            s["gpt_manual_over_nanogpt_train_py"] = (
+                sps(group="gpt", impl="bpjax", grad="manual") / r["model_steps_per_second"]
+            )
+            s["gpt_autodiff_over_nanogpt_train_py"] = (
+                sps(group="gpt", impl="bpjax", grad="autodiff") / r["model_steps_per_second"]
+            )
     for model in (m for m in (reference, "deep") if any(r["group"] == "diagnostics" and r["model"] == m for r in rows)):
         plain = sps(group="diagnostics", model=model, variant="train")
         s[f"{model}_diagnosed_over_plain"] = sps(group="diagnostics", model=model, variant="diagnosed") / plain

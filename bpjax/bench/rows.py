@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import models
-from ..data import Vocab, load_words, make_dataset, resolve_data_path
+from ..data import Vocab, load_dataset, load_words, make_dataset, resolve_data_path, training_arrays
 from ..errors import ConfigError
 from ..training import Config
 from ..training.distributed import default_sweep_devices
@@ -21,9 +21,13 @@ from . import peers
 from .report import summary
 from .timing import DIAGNOSED, bench_bpjax, bench_diagnostics, cpu_name, row, step_flops
 
-SECTIONS = ("models", "scaling", "vmap", "diagnostics")
+SECTIONS = ("models", "gpt", "scaling", "vmap", "diagnostics")
 """The groups of rows ``--only`` chooses from; the reference rows (manual and autodiff gradients of
-the notebook's MLP, its PyTorch loops) always run."""
+the notebook's MLP, its PyTorch loops) always run. ``models``: makemore's models and the lecture's;
+``gpt``: the GPT on a text (and nanoGPT's ``train.py`` with ``--nanogpt``)."""
+TEXT_MODELS = ("gpt",)
+ROW_FLOPS = 5e11
+"""A model row's steps are capped at this many FLOPs a repeat (the GPT's 126 of ~4 GFLOP each)."""
 REFERENCE = "mlp"
 """The notebook's model: the grad, scaling and vmap rows measure it; every other registered model
 gets its manual and autodiff rows at its defaults."""
@@ -42,11 +46,14 @@ class Bench:
         torch_steps: int,
         peak_gflops=None,
         makemore: str | None = None,
+        text=None,
+        nanogpt: str | None = None,
         log=print,
     ):
         self.data, self.steps, self.repeats, self.torch_steps, self.log = data, steps, repeats, torch_steps, log
         self.words = load_words(data)
         self.V = Vocab.from_words(self.words).size
+        self.text, self.nanogpt, self._text = text, nanogpt, None
         self._rows_by_layout = {}
         on_cpu = jax.devices()[0].platform == "cpu"
         self.peak = peak_gflops if peak_gflops is not None else (PEAK_GFLOPS_CPU_CORE if on_cpu else None)
@@ -59,9 +66,21 @@ class Bench:
         self.makemore = makemore
         self.mm = self.peer.load_makemore(Path(makemore)) if self.peer else None
 
+    def text_data(self, model: str):
+        """``(vocab, splits, info)`` of the text (``--text``, default tiny Shakespeare), read once."""
+        if self._text is None:
+            self._text = load_dataset(self.text, block_size=Config(model).block_size, layout="text", source="--text")
+        return self._text
+
+    def vocab_size(self, model: str) -> int:
+        return self.text_data(model)[0].size if models.get(model).data == "text" else self.V
+
     def train_rows(self, model: str):
-        """The training rows ``(X, Y)`` of ``model``'s data layout, on the device (made once per layout)."""
+        """The training rows ``(X, Y)`` of ``model``'s data layout, on the device (made once per
+        layout); a text's train stream, twice."""
         spec = models.get(model)
+        if spec.data == "text":
+            return tuple(jnp.asarray(a) for a in training_arrays(self.text_data(model)[1]))
         key = (spec.data, Config(model).block_size)
         if key not in self._rows_by_layout:
             splits = make_dataset(self.words, Vocab.from_words(self.words), layout=spec.data, block_size=key[1])
@@ -69,7 +88,16 @@ class Bench:
         return self._rows_by_layout[key]
 
     def config(self, model: str, **settings) -> Config:
+        if models.get(model).data == "text":
+            return Config(model, **settings)
         return Config(model, **settings).with_data({"block_size": self.train_rows(model)[0].shape[1]})
+
+    def model_steps(self, model: str) -> int:
+        """A model row's steps: a tenth of ``--steps`` (at least 100), at most :data:`ROW_FLOPS` a repeat."""
+        cfg = self.config(model)
+        f = step_flops(cfg, self.vocab_size(model))
+        steps = max(self.steps // 10, 100)
+        return steps if f is None else max(20, min(steps, int(ROW_FLOPS // f)))
 
     def add(self, group: str, name: str, res: dict, **keys) -> None:
         r = {"group": group, "name": name, **keys, **res}
@@ -86,7 +114,7 @@ class Bench:
         cfg = self.config(model, **settings)
         res = bench_bpjax(
             *self.train_rows(model),
-            self.V,
+            self.vocab_size(model),
             model=model,
             grad=grad,
             steps=steps or self.steps,
@@ -173,13 +201,39 @@ class Bench:
         self.pytorch("pytorch", REFERENCE, min(self.torch_steps, self.steps))
 
     def every_model(self) -> None:
-        steps = max(self.steps // 10, 100)
-        peer_steps = max(min(self.torch_steps, steps) // 2, 20)
-        for model in (m for m in models.names() if m != REFERENCE):
+        for model in (m for m in models.names() if m != REFERENCE and m not in TEXT_MODELS):
+            steps = self.model_steps(model)
+            peer_steps = max(min(self.torch_steps, steps) // 2, 20)
             for grad in GRADS:
                 self.bpjax(model, f"bpjax {grad}, {model}", model=model, grad=grad, steps=steps)
             self.pytorch(model, model, peer_steps)
             self.makemore_rows(model, peer_steps)
+
+    def gpt(self, quick: bool = False) -> None:
+        """The GPT's manual and autodiff rows on the text, then nanoGPT's ``train.py`` on the same
+        configuration for as many iterations (``--nanogpt``; needs torch). ``quick``: 20 steps."""
+        steps = 20 if quick else self.model_steps("gpt")
+        for grad in GRADS:
+            self.bpjax("gpt", f"bpjax {grad}, gpt", model="gpt", grad=grad, steps=steps)
+        peer, note = peers.nanogpt_peer(self.nanogpt)
+        if peer is None:
+            self.log(note)
+            return
+        cfg = self.config("gpt")
+        text = self.text_data("gpt")[2]["path"]
+        res = peer.run_train_py(Path(self.nanogpt), peer.load_text(text), cfg, steps=steps + 2, log=self.log)
+        rates = peer.iteration_rates(res["ms"], self.repeats)
+        self.add(
+            "gpt",
+            "nanoGPT train.py, gpt",
+            row(rates, step_flops(cfg, self.vocab_size("gpt"))),
+            impl="nanogpt",
+            model="gpt",
+            grad="autodiff",
+            variant="nanogpt_train_py",
+            K=1,
+            batch=cfg.batch_size,
+        )
 
     def scaling(self, quick: bool) -> None:
         steps = max(self.steps // 10, 100)
@@ -259,11 +313,15 @@ def run_bench(
     peak_gflops: float | None = None,
     makemore: str | None = None,
     only: set[str] | None = None,
+    text=None,
+    nanogpt: str | None = None,
     log=print,
 ) -> dict:
     """All rows; ``quick`` is the smoke-test size (a few hundred steps, the large rows skipped).
     ``only``: of the groups :data:`SECTIONS`, just these, after the reference rows.
-    ``makemore``: the path to makemore.py, whose own training step is timed beside each of its models."""
+    ``makemore``: the path to makemore.py, whose own training step is timed beside each of its models.
+    ``text``: the GPT's text (default tiny Shakespeare); ``nanogpt``: a nanoGPT checkout, whose
+    ``train.py`` is timed beside the GPT."""
     if only is not None and not (only and only <= set(SECTIONS)):
         raise ConfigError(f"--only takes some of {', '.join(SECTIONS)}, got {', '.join(sorted(only)) or 'nothing'}")
 
@@ -277,11 +335,15 @@ def run_bench(
         torch_steps=torch_steps,
         peak_gflops=peak_gflops,
         makemore=makemore,
+        text=text,
+        nanogpt=nanogpt,
         log=log,
     )
     b.reference()
     if want("models"):
         b.every_model()
+    if want("gpt"):
+        b.gpt(quick)
     if want("scaling"):
         b.scaling(quick)
     if want("vmap"):

@@ -87,7 +87,9 @@ def bench_bpjax(
     K > 0 vmaps K seeds at once, sharded across ``devices`` local devices as ``bpjax sweep`` does (K
     must divide by it). ``settings``: sizes and Config settings (n_hidden, batch_size, ...) over the
     model's defaults."""
-    cfg = Config(model, steps=max(steps, 2), grad=grad, **settings).with_data({"block_size": Xtr.shape[1]})
+    cfg = Config(model, steps=max(steps, 2), grad=grad, **settings)
+    if Xtr.ndim == 2:  # rows (a text's stream is 1-D: its block size is the config's)
+        cfg = cfg.with_data({"block_size": Xtr.shape[1]})
     if K:
         starts = [init_train_state(cfg.replace(seed=k), vocab_size) for k in range(K)]
         stacked = tuple(jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[s[i] for s in starts]) for i in range(4))

@@ -52,7 +52,11 @@ def flag(name: str) -> str:
 
 
 def add_data_arg(p) -> None:
-    p.add_argument("--data", help="names file (default: data/names.txt, $BPJAX_DATA, or the cache)")
+    p.add_argument(
+        "--data",
+        help="a names file, a UTF-8 text (text models), or a data set's name: names, shakespeare "
+        "(default: the model's, from data/, $BPJAX_DATA or the cache)",
+    )
 
 
 def add_model_arg(p, default: str | None = "mlp") -> None:

@@ -30,6 +30,12 @@ def add_args(b) -> None:
         help="makemore.py, to time its own training step beside each of "
         "its six models (needs torch; its data loader with --num-workers 0, torch's default threads)",
     )
+    b.add_argument("--text", metavar="PATH", help="the GPT's text (default tiny Shakespeare: --data shakespeare's)")
+    b.add_argument(
+        "--nanogpt",
+        metavar="PATH",
+        help="a nanoGPT checkout, to time its own train.py beside the GPT on the same configuration (needs torch)",
+    )
     b.add_argument("--out", default="bench", metavar="DIR", help="where bench.json and bench.md go (default bench/)")
 
 
@@ -47,6 +53,8 @@ def run(args) -> int:
         quick=args.quick,
         peak_gflops=args.peak_gflops,
         makemore=args.makemore,
+        text=args.text,
+        nanogpt=args.nanogpt,
         only=None if args.only is None else {g.strip() for g in args.only.split(",") if g.strip()},
     )
     out = Path(args.out)

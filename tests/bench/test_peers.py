@@ -84,3 +84,13 @@ def test_makemore_loop_rates_read_makemores_own_step_times(tmp_path, monkeypatch
     data.write_text("FAIL\n")
     with pytest.raises(RuntimeError, match="makemore failed on purpose"):
         peer.makemore_loop_rates(fake, "bengio", str(data), 50)
+
+
+def test_nanogpts_row_says_why_it_is_missing(monkeypatch, tmp_path):
+    assert peers.nanogpt_peer(None)[0] is None and "--nanogpt" in peers.nanogpt_peer(None)[1]
+    with pytest.raises(ConfigError, match="not a nanoGPT checkout"):
+        peers.nanogpt_peer(str(tmp_path))
+    (tmp_path / "train.py").write_text("")
+    monkeypatch.setitem(sys.modules, "torch", None)
+    mod, note = peers.nanogpt_peer(str(tmp_path))
+    assert mod is None and "torch is not importable" in note

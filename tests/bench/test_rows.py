@@ -8,9 +8,9 @@ from bpjax.errors import ConfigError
 
 def test_only_takes_groups_of_the_bench(names_path):
     for bad in (set(), {"speed"}, {"models", "x"}):
-        with pytest.raises(ConfigError, match="--only takes some of models, scaling, vmap, diagnostics"):
+        with pytest.raises(ConfigError, match="--only takes some of models, gpt, scaling, vmap, diagnostics"):
             run_bench(data=names_path, only=bad)
-    assert SECTIONS == ("models", "scaling", "vmap", "diagnostics")
+    assert SECTIONS == ("models", "gpt", "scaling", "vmap", "diagnostics")
 
 
 def test_the_rows_of_a_layout_are_made_once_and_a_row_carries_its_keys(names_path):

@@ -101,3 +101,20 @@ def test_check_float64_of_a_sequence_model_passes_within_the_float64_rule(tmp_pa
     rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
     assert {r["table"] for r in rows} == {"layers", "model"} and max(r["maxdiff"] for r in rows) <= 1e-12
     assert "float64" in res.stdout.splitlines()[0]
+
+
+def test_a_gpt_is_checked_with_its_bias_and_dropout_variants_in_float64(tmp_path, shakespeare_path):
+    out = tmp_path / "gpt.json"
+    small = ["--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "8", "--batch-size", "4"]
+    res = run_cli("check", "--model", "gpt", "--float64", "--data", str(shakespeare_path), *small, "--json", str(out))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr
+    assert "1,115,394 characters, vocabulary 65" in res.stdout and "all rows ok" in res.stdout
+    for label in ("[bias on]", "[dropout 0.1, masks fixed]"):
+        assert res.stdout.count(label) == 2  # its layer table and its whole-model table
+    rows = json.loads(out.read_text())["rows"]
+    assert rows and max(r["maxdiff"] for r in rows) <= 1e-12
+
+
+def test_float64_and_bfloat16_products_exclude_each_other():
+    both = run_cli("check", "--model", "gpt", "--float64", "--compute-dtype", "bfloat16")
+    assert_one_line_error(both, "exclude each other")

@@ -16,3 +16,21 @@ def test_sample_prints_n_names_from_a_run_and_the_same_seed_gives_the_same(names
     assert all(len(n.rstrip(".…")) <= 2 for n in short)
     assert_one_line_error(run_cli("sample", "--run", str(tmp_path / "none")), "does not exist")
     assert_one_line_error(run_cli("sample", "--run", str(tmp_path / "r"), "-n", "0"), "positive integer")
+
+
+def test_a_gpt_continues_a_prompt_streaming_and_the_options_are_checked(gpt_run):
+    a = run_cli("sample", "--run", str(gpt_run), "--prompt", "ROMEO:", "--chars", "80", "--top-k", "5")
+    assert a.returncode == 0, a.stderr
+    assert a.stdout.startswith("ROMEO:") and len(a.stdout) == len("ROMEO:") + 80 + 1
+    b = run_cli("sample", "--run", str(gpt_run), "--prompt", "ROMEO:", "--chars", "80", "--top-k", "5")
+    assert b.stdout == a.stdout  # the same seed
+    assert_one_line_error(run_cli("sample", "--run", str(gpt_run), "--prompt", "é"), "not in the run's vocabulary")
+    assert_one_line_error(run_cli("sample", "--run", str(gpt_run), "--temperature", "0"), "temperature")
+    assert_one_line_error(run_cli("sample", "--run", str(gpt_run), "--top-k", "0"), "positive integer")
+
+
+def test_a_names_run_refuses_the_text_options(names_path, tmp_path):
+    fit(Config(n_hidden=8, steps=10), data=names_path, out=tmp_path / "r", verbose=False, save_plot=False)
+    assert_one_line_error(
+        run_cli("sample", "--run", str(tmp_path / "r"), "--prompt", "em"), "--prompt is for a text model"
+    )
