@@ -91,7 +91,7 @@ def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):
 
 
 def test_four_devices_give_the_single_device_val_loss(names_path, tmp_path):
-    args = ["train", "--data", str(names_path), "--steps", "2000", "--batch-size", "128", "--no-progress"]
+    args = ["train", "--data", str(names_path), "--steps", "500", "--batch-size", "128", "--no-progress"]
     one = cli(*args, "--out", str(tmp_path / "one"), env=FOUR)
     four = cli(*args, "--devices", "4", "--out", str(tmp_path / "four"), env=FOUR)
     assert one.returncode == 0 and four.returncode == 0, four.stderr
@@ -111,7 +111,7 @@ def _free_port():
 
 def test_two_processes_on_loopback_agree(names_path, tmp_path):
     port = _free_port()
-    args = ["--data", str(names_path), "--steps", "600", "--batch-size", "64", "--no-progress"]
+    args = ["--data", str(names_path), "--steps", "200", "--batch-size", "64", "--no-progress"]
     env = {**os.environ, **NO_CACHE, "JAX_PLATFORMS": "cpu"}
     procs = [
         subprocess.Popen(
@@ -148,7 +148,7 @@ def test_two_processes_on_loopback_agree(names_path, tmp_path):
     for k in ("train_loss", "val_loss", "test_loss"):
         assert m[0][k] == m[1][k]  # exactly
     assert (tmp_path / "p0" / "checkpoint.npz").exists() and not (tmp_path / "p1" / "checkpoint.npz").exists()
-    single = fit(Config(steps=600, batch_size=64), data=names_path, out=False, verbose=False)
+    single = fit(Config(steps=200, batch_size=64), data=names_path, out=False, verbose=False)
     assert abs(single.metrics["val_loss"] - m[0]["val_loss"]) <= 1e-3
 
 
