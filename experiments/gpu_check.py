@@ -6,15 +6,17 @@
                                                         # checks the MLP only, bench --only vmap)
 
 Runs, each as the command a user would type: ``bpjax check`` (float32 and float64, every model;
-``--jobs`` of them at once, each without JAX's GPU memory preallocation), ``bpjax train`` for the
-Transformer, the WaveNet and the notebook's MLP (largest first), K notebook MLPs at once under
-``vmap`` (1,024 by default, reported as model-steps/s) and ``bpjax bench`` (every row). Writes
-``gpu_check.json`` and ``gpu_check.md`` (a table headed by the card's name) to ``--out`` after
-every part, so a run stopped by its lease leaves what it measured. ``--deadline S`` caps the whole
-script, about: a command gets the seconds left less a 5 s margin and is killed after them (exit 124,
-"not finished" in the table); one that would start with under 20 s left is skipped and listed.
-Every process runs without JAX's GPU memory preallocation (``XLA_PYTHON_CLIENT_PREALLOCATE=false``):
-the checks share the card, and this process holds it for the vmap sweep.
+``--jobs`` of them at once, each without JAX's GPU memory preallocation), ``bpjax train`` for
+nanoGPT's GPU recipe of the GPT on tiny Shakespeare (5,000 steps in float32 and in bfloat16, and 500
+steps of its ``jax.grad`` twin for the speed), the Transformer, the WaveNet and the notebook's MLP,
+K notebook MLPs at once under ``vmap`` (1,024 by default, reported as model-steps/s) and ``bpjax
+bench`` (every row). Writes ``gpu_check.json`` and ``gpu_check.md`` (a table headed by the card's
+name) to ``--out`` after every part, so a run stopped by its lease leaves what it measured.
+``--deadline S`` caps the whole script, about: a command gets the seconds left less a 5 s margin and
+is killed after them (exit 124, "not finished" in the table); one that would start with under 20 s
+left is skipped and listed. Every process runs without JAX's GPU memory preallocation
+(``XLA_PYTHON_CLIENT_PREALLOCATE=false``): the checks share the card, and this process holds it for
+the vmap sweep.
 Exits 2 when JAX sees no GPU (unless ``--allow-cpu``), 1 when a check or a command fails or a part
 is skipped.
 """
@@ -31,6 +33,27 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 MODELS = ("transformer", "wavenet", "mlp")  # the zoo's largest, the lecture's, the notebook's
+GPT_RECIPE = (
+    "--n-layer",
+    "6",
+    "--n-head",
+    "6",
+    "--n-embd",
+    "384",
+    "--block-size",
+    "256",
+    "--batch-size",
+    "64",
+    "--dropout",
+    "0.2",
+    "--steps",
+    "5000",
+)  # nanoGPT's GPU recipe for shakespeare_char (its README)
+GPT_RUNS = (  # (label, extra flags): the recipe in float32 and in bfloat16, then its autodiff twin's speed
+    ("gpt", GPT_RECIPE),
+    ("gpt bfloat16", (*GPT_RECIPE, "--compute-dtype", "bfloat16")),
+    ("gpt autodiff", (*GPT_RECIPE[:-2], "--steps", "500", "--grad", "autodiff")),
+)
 TIMED_OUT = 124  # the exit status recorded for a command killed (SIGKILL) at its time limit
 MIN_SECONDS = 20  # a command is not started with less time than this left before the deadline
 clock = time.perf_counter  # the deadline's clock (a test replaces it)
@@ -118,10 +141,17 @@ def main(argv=None) -> int:
             "K": 8,
             "vmap_steps": 50,
             "train_steps": 20,
-            "train": ["mlp"],
+            "train": [("mlp", "mlp", ())],
         }
         if args.tiny
-        else {"bench": [], "check": None, "K": 1024, "vmap_steps": 2_000, "train_steps": None, "train": MODELS}
+        else {
+            "bench": [],
+            "check": None,
+            "K": 1024,
+            "vmap_steps": 2_000,
+            "train_steps": None,
+            "train": [(label, "gpt", flags) for label, flags in GPT_RUNS] + [(m, m, ()) for m in MODELS],
+        }
     )
     bench_args = sizes["bench"] + [
         f
@@ -172,12 +202,14 @@ def main(argv=None) -> int:
     order = {c[0]: i for i, c in enumerate(checks)}  # the table in the checks' order, not finishing order
     result["commands"].sort(key=lambda c: order[c["name"]])
     save()
-    for m in sizes["train"]:
+    for label, m, flags in sizes["train"]:
         steps = ["--steps", str(train_steps)] if train_steps else []
-        rc = run(f"train {m}", "train", "--model", m, *steps, "--out", str(out / f"train-{m}"), *data)
-        metrics = out / f"train-{m}" / "metrics.json"
+        run_dir = out / f"train-{label.replace(' ', '-')}"
+        on = data if m != "gpt" else []  # the GPT trains on its own default, tiny Shakespeare
+        rc = run(f"train {label}", "train", "--model", m, *flags, *steps, "--out", str(run_dir), *on)
+        metrics = run_dir / "metrics.json"
         if rc == 0 and metrics.is_file():
-            result["train"][m] = {
+            result["train"][label] = {
                 k: v
                 for k, v in json.loads(metrics.read_text()).items()
                 if k
@@ -220,7 +252,7 @@ def markdown(result: dict) -> str:
         lines.append(f"| {v['models']:,} notebook MLPs under vmap | {v['model_steps_per_second']:,.0f} model-steps/s |")
     for m, t in result["train"].items():
         lines.append(
-            f"| bpjax train --model {m} ({t['steps']:,} steps) | {t['steps_per_second']:,.0f} steps/s, "
+            f"| bpjax train {m} ({t['steps']:,} steps) | {t['steps_per_second']:,.0f} steps/s, "
             f"val {t['val_loss']:.4f}, {t['wall_seconds']:.0f} s |"
         )
     for c in result["commands"]:

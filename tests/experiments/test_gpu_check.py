@@ -144,3 +144,28 @@ def test_commands_get_the_time_left_and_a_killed_one_is_reported(names_path, tmp
     md = (tmp_path / "gpu_check.md").read_text()
     assert "| bpjax train mlp | not finished (time limit) |" in md
     assert "| bpjax bench | not finished (time limit) |" in md
+
+
+def test_the_full_run_trains_nanogpts_gpu_recipe_in_float32_and_bfloat16(names_path, tmp_path, monkeypatch):
+    """Without --tiny the trainings start with the GPT: nanoGPT's GPU recipe (5,000 steps) in float32 and
+    in bfloat16 on its own data, then its autodiff twin's speed; the names models keep --data."""
+    gpu_check = _load()
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    calls = []
+
+    def fake(*args, timeout=None):
+        calls.append(args)
+        return (0 if args[0] == "check" else 1), "tail", 1.0  # trainings "fail": no files to read
+
+    monkeypatch.setattr(gpu_check, "bpjax", fake)
+    monkeypatch.setattr(gpu_check, "vmap_sweep", lambda K, steps, data: {"models": K, "model_steps_per_second": 1.0})
+    monkeypatch.setattr(gpu_check, "MODELS", ("mlp",))
+    gpu_check.main(["--allow-cpu", "--data", str(names_path), "--out", str(tmp_path)])
+    trains = [a for a in calls if a[0] == "train"]
+    recipe = ["--n-layer", "6", "--n-head", "6", "--n-embd", "384", "--block-size", "256", "--batch-size", "64"]
+    gpt = [a for a in trains if a[2] == "gpt"]
+    assert len(gpt) == 3 and all(" ".join(recipe) in " ".join(a) and "--dropout" in a for a in gpt)
+    assert "--compute-dtype" not in gpt[0] and gpt[0][gpt[0].index("--steps") + 1] == "5000"
+    assert gpt[1][gpt[1].index("--compute-dtype") + 1] == "bfloat16"
+    assert gpt[2][gpt[2].index("--grad") + 1] == "autodiff"
+    assert all(str(names_path) not in a for a in gpt) and all(str(names_path) in a for a in trains if a[2] != "gpt")
