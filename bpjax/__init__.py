@@ -29,8 +29,8 @@ still work: :mod:`bpjax.compat`.
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from . import check, compat, data, layers, models, training
-from .check import Row, Table, check_vjp, compare
+from . import check, compat, data, layers, models, testing, training
+from .check import Row, Table, check_chain, check_layer, check_vjp, compare
 from .data import Vocab, load_words, make_splits
 from .errors import BpjaxError, CheckpointError, ConfigError, DataError, TrainingDiverged, VerificationFailed
 from .models import Model
@@ -48,9 +48,12 @@ __all__ = [
     "data",
     "layers",
     "models",
+    "testing",
     "training",
     "Row",
     "Table",
+    "check_chain",
+    "check_layer",
     "check_vjp",
     "compare",
     "Vocab",

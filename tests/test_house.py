@@ -15,9 +15,20 @@ PACKAGE = ROOT / "bpjax"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 
-RANK = {"errors": 0, "io": 1, "check": 1, "data": 2, "layers": 3, "models": 4, "training": 5, "bench": 6, "cli": 7}
+RANK = {
+    "errors": 0,
+    "io": 1,
+    "check": 1,
+    "data": 2,
+    "testing": 2,
+    "layers": 3,
+    "models": 4,
+    "training": 5,
+    "bench": 6,
+    "cli": 7,
+}
 """Which part may import which: a module imports only from parts of a lower rank or its own part.
-The base modules (errors, io, check, data) import no layer, model, training or command; a layer imports
+The base modules (errors, io, check, data, testing) import no layer, model, training or command; a layer imports
 nothing from models, training or the cli; a model nothing from training or the cli; nothing imports the cli."""
 EXEMPT = {"bpjax", "bpjax.__main__", "bpjax.compat", "bpjax.nanogpt"}
 """The package's face: its __init__ re-exports every part, __main__ runs the cli, compat aliases old

@@ -21,7 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..check import NO_TAP, Tap, compare, tap_grads
+from ..check import NO_TAP, Tap, chain_table, tap_grads
 from ..layers import BN_EPS, PLAIN
 from . import Model, n_params
 
@@ -265,9 +265,11 @@ def atomic_grads(params, X, Y) -> dict:
 
 
 def atomic_table(params, X, Y):
-    """Exercise 1's table: :func:`atomic_grads` against :func:`atomic_oracle`, in the notebook's order."""
+    """Exercise 1's table: :func:`atomic_grads` against :func:`atomic_oracle`, in the notebook's order
+    (the backward's), a :class:`~bpjax.check.ChainTable` whose ``first_wrong`` names the first step
+    that fails (every later one inherits its error)."""
     oracle = jax.jit(atomic_oracle)(params, X, Y)
-    return compare(
+    return chain_table(
         jax.jit(atomic_grads)(params, X, Y), oracle, ATOMIC_NAMES, table="atomic", title="atomic chain (exercise 1)"
     )
 

@@ -53,3 +53,13 @@ def test_exact_gelu_is_torchs_and_its_derivative_phi_plus_x_pdf(dtype):
         if dtype == jnp.float64:
             assert table["x"].maxdiff <= 1e-12
             check_grads_on_floats(L.gelu_exact, (x[:2, :5],))
+
+
+@pytest.mark.parametrize("name", ["tanh", "gelu", "gelu_exact"])
+def test_each_activation_passes_assert_layer_with_no_twin_given(name):
+    """The user's path (``bpjax.testing.assert_layer``): float32, float64 and finite differences,
+    on inputs reaching both tails."""
+    from bpjax.testing import assert_layer
+
+    x = 4 * jax.random.normal(jax.random.key(2), (5, 17))
+    assert_layer(getattr(L, name), x, argnames=["x"])
