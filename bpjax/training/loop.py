@@ -236,24 +236,32 @@ def verified(tr: Training, checks: dict, before: int) -> None:
     """``--verify-every``: keep a chunk's checks of steps before ``before`` (each on the parameters
     and minibatch of the step about to be taken). At a failing row the records stop at its step,
     the chunk is dropped, the state it started from is checkpointed, and
-    :class:`VerificationFailed` names the step, the parameter and the rule it broke."""
+    :class:`VerificationFailed` names the step, every failing parameter (maxdiff, bound, multiple), the
+    worst, and the rule they broke."""
     for j, step in enumerate(checks["step"].tolist()):
         if step >= before:
             break
         failed = tr.recorder.add_verification(step, {"maxdiff": checks["maxdiff"][j], "scale": checks["scale"][j]})
         if failed is None:
             continue
-        name, maxdiff, bound, (rel, absolute) = failed
+        from .diagnostics.recorder import failures
+
+        rules = sorted({f"{rel:g} x max|oracle| + {absolute:g}" for *_, (rel, absolute) in failed})
         tr.recorder.truncate(step + 1)
         checkpoint(tr)  # the chunk's start: the last state before the failing check
         hint = (
             f"see bpjax check --model {tr.cfg.model_name}"
             if tr.cfg.model in models.names()
-            else "compare its layers with bpjax.check_vjp"
+            else "check its layers with bpjax.check_layer"
+        )
+        which = (
+            f"of {failed[0][0]}"
+            if len(failed) == 1
+            else f"of {len(failed)} of {len(tr.recorder.param_names)} parameters"
         )
         raise VerificationFailed(
-            f"at step {step:,} the hand-written gradient of {name} disagrees with jax.grad: maxdiff {maxdiff:.3e} > "
-            f"{bound:.3e} (the pass rule: {rel:g} x max|oracle| + {absolute:g}); stopped "
+            f"at step {step:,} the hand-written gradient {which} disagrees with jax.grad: "
+            f"{failures(failed)} (maxdiff > bound; the pass rule: {' or '.join(rules)}); stopped "
             f"({_saved(tr, ', where this chunk began')}); {hint}"
         )
 

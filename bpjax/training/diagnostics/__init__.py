@@ -30,7 +30,7 @@ and the check, plugged into the one training chunk), :mod:`.recorder` (the recor
 from ...errors import VerificationFailed
 from .figures import FIGURE, PANELS, compare_figure, draw, figure, save_figure
 from .hooks import make_hooks
-from .recorder import FILE, KEYS, Recorder, load, save
+from .recorder import FILE, KEYS, Recorder, failures, load, save
 from .stats import BINS, SATURATED, histogram, histograms, names_of, probe_shapes, record, summarize, verification
 from .summary import summary
 
@@ -50,6 +50,7 @@ __all__ = [
     "probe_shapes",
     "make_hooks",
     "Recorder",
+    "failures",
     "save",
     "load",
     "summary",

@@ -50,8 +50,8 @@ class Recorder:
     """The records of a run, gathered chunk by chunk on the host; ``arrays()`` is ``diagnostics.npz``.
 
     ``add(records)`` keeps a chunk's diagnostics records; ``add_verification(step, result)`` keeps a
-    verification and returns its first failing row as ``(parameter, maxdiff, bound, (rel, abs))``
-    (None when every row passes the rule of its parameter's dtype, ``(rel, abs)``).
+    verification and returns its failing rows, each ``(parameter, maxdiff, bound, (rel, abs))``, in
+    the parameters' order (None when every row passes the rule of its parameter's dtype, ``(rel, abs)``).
     """
 
     def __init__(self, probe_names, weight_names, param_names, dtypes: list[str]):
@@ -89,8 +89,10 @@ class Recorder:
         )
         if ok.all():
             return None
-        p = int(np.argmin(ok))
-        return self.param_names[p], float(maxdiff[p]), float(bound[p]), (float(self.rel[p]), float(self.abs[p]))
+        return [
+            (self.param_names[p], float(maxdiff[p]), float(bound[p]), (float(self.rel[p]), float(self.abs[p])))
+            for p in np.flatnonzero(~ok)
+        ]
 
     def truncate(self, step: int) -> None:
         """Drop records of steps ``>= step`` (a resumed run recomputes them)."""
@@ -207,3 +209,15 @@ def load(path) -> dict:
         if a[k].shape != want:
             raise CheckpointError(f"{f} is malformed: {k} has shape {a[k].shape}, expected {want}")
     return a
+
+
+def failures(rows) -> str:
+    """Failing verification rows ``(parameter, maxdiff, bound, ...)`` as one line: every parameter
+    with its maxdiff, bound and multiple, then the worst (the layer to read is where the failing
+    parameters meet the passing ones)."""
+
+    def multiple(r):
+        return r[1] / r[2] if r[2] > 0 else float("inf")
+
+    listed = ", ".join(f"{r[0]} {r[1]:.3e} > {r[2]:.3e} ({multiple(r):.3g}x)" for r in rows)
+    return f"{listed}; worst {max(rows, key=multiple)[0]}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import CheckpointError
+from .recorder import failures
 
 
 def summary(a: dict, at: int | None = None) -> str:
@@ -35,6 +36,14 @@ def summary(a: dict, at: int | None = None) -> str:
             f"{a['param_names'][p]} at step {int(a['verify_step'][q]):,}: maxdiff "
             f"{a['verify_maxdiff'][q, p]:.2e} = {ratio[q, p]:.2g} x the bound"
         )
+        bad = np.flatnonzero(~a["verify_ok"].all(1))
+        if len(bad):  # the first failing check, every parameter it failed
+            q = int(bad[0])
+            rows = [
+                (str(a["param_names"][p]), float(a["verify_maxdiff"][q, p]), float(a["verify_bound"][q, p]))
+                for p in np.flatnonzero(~a["verify_ok"][q])
+            ]
+            lines.append(f"  first failing check, step {int(a['verify_step'][q]):,}: {failures(rows)}")
     return "\n".join(lines) or "no records"
 
 

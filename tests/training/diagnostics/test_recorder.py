@@ -35,12 +35,19 @@ def test_a_damaged_diagnostics_file_is_one_line_on_resume(names_path, tmp_path):
         assert load_run(tmp_path / "run").diagnostics is None
 
 
-def test_the_recorder_keeps_the_first_failing_row_of_a_check_and_truncates_on_resume():
+def test_the_recorder_returns_every_failing_row_of_a_check_and_truncates_on_resume():
     rec = D.Recorder(["h"], ["W"], ["W", "b"], ["float32", "float64"])
     assert rec.add_verification(0, {"maxdiff": [1e-9, 1e-13], "scale": [1.0, 1.0]}) is None
-    name, maxdiff, bound, rule = rec.add_verification(5, {"maxdiff": [1e-9, 1e-9], "scale": [1.0, 1.0]})
+    [(name, maxdiff, bound, rule)] = rec.add_verification(5, {"maxdiff": [1e-9, 1e-9], "scale": [1.0, 1.0]})
     assert name == "b" and maxdiff == 1e-9 and rule == (1e-10, 1e-12) and bound == pytest.approx(1.01e-10)
+    both = rec.add_verification(6, {"maxdiff": [1.0, 1e-9], "scale": [1.0, 1.0]})
+    assert [r[0] for r in both] == ["W", "b"]
+    line = D.failures(both)
+    assert line == "W 1.000e+00 > 1.001e-04 (9.99e+03x), b 1.000e-09 > 1.010e-10 (9.9x); worst W"
     a = rec.arrays()
-    assert a["verify_step"].tolist() == [0, 5] and a["verify_ok"].tolist() == [[True, True], [True, False]]
+    assert a["verify_step"].tolist() == [0, 5, 6]
+    assert a["verify_ok"].tolist() == [[True, True], [True, False], [False, False]]
+    # bpjax diagnose's summary: the first failing check, every parameter it failed
+    assert "first failing check, step 5: b 1.000e-09 > 1.010e-10 (9.9x); worst b" in D.summary(a)
     rec.truncate(3)
     assert rec.arrays()["verify_step"].tolist() == [0] and set(rec.arrays()) == set(D.KEYS)
