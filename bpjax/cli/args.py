@@ -59,13 +59,26 @@ def add_data_arg(p) -> None:
     )
 
 
+def model_choice(s: str) -> str:
+    """A registered model's name, or ``PATH.py:NAME`` (a file defining a ``bpjax.Model``, loaded by
+    the command: its errors are one line)."""
+    if s in models.names() or models.is_model_file(s):
+        return s
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {s!r} (choose from {', '.join(models.names())}, or PATH.py:NAME for a "
+        "file defining a bpjax.Model)"
+    )
+
+
 def add_model_arg(p, default: str | None = "mlp") -> None:
     described = "; ".join(f"{n}: {models.get(n).help.get('', n)}" for n in models.names())
     p.add_argument(
         "--model",
-        choices=models.names(),
+        type=model_choice,
         default=default,
-        help="which model (default mlp)" if default else f"{described} (default mlp)",
+        metavar="{" + ",".join(models.names()) + "} or PATH.py:NAME",
+        help=("which model (default mlp)" if default else f"{described} (default mlp)")
+        + "; PATH.py:NAME: the bpjax.Model named NAME in that file (a model of your own)",
     )
 
 

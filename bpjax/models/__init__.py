@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 
 from ..errors import ConfigError
+from .files import is_model_file, load_model_file, model_file_record
 from .forward import LOSS_LAYERS, forward_loss, losses_from_forward
 from .model import DATA_LAYOUTS, Model
 
@@ -57,9 +58,12 @@ def names() -> tuple[str, ...]:
 
 
 def get(name) -> Model:
-    """The registered model ``name`` (a :class:`Model` passes through unchanged)."""
+    """The registered model ``name`` (a :class:`Model` passes through unchanged; ``"PATH.py:NAME"``
+    is the ``Model`` named NAME in that file, :func:`bpjax.models.files.load_model_file`)."""
     if isinstance(name, Model):
         return name
+    if is_model_file(name):  # a model of your own: PATH.py:NAME
+        return load_model_file(name)
     if not isinstance(name, str) or name not in REGISTRY:
         raise ConfigError(f"model must be one of {', '.join(REGISTRY)}, got {name!r}")
     model = importlib.import_module(REGISTRY[name]).MODEL
@@ -89,4 +93,7 @@ __all__ = [
     "names",
     "get",
     "all_sizes",
+    "is_model_file",
+    "load_model_file",
+    "model_file_record",
 ]

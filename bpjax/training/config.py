@@ -186,6 +186,8 @@ class Config:
     )
 
     def __init__(self, model: str | Model = "mlp", **kwargs):
+        if models.is_model_file(model):  # PATH.py:NAME, loaded once: the run keeps this Model
+            model = models.load_model_file(model)
         spec = models.get(model)
         names = set(settings())
         if clash := set(spec.sizes) & (names | {"model", "sizes"}):

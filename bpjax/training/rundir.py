@@ -29,10 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .. import models
 from ..data import Vocab
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_savez, atomic_write_json
 from ..models import Model
+from ..models.files import load_recorded
 from .config import Config
 from .distributed import usable_cores
 from .optim import make_optimizer
@@ -133,10 +135,12 @@ def write_run_start(run_dir: Path, cfg: Config, vocab: Vocab, data_info: dict, p
     """Create ``run_dir`` with ``config.json`` and ``vocab.json``. Until the first checkpoint,
     ``--resume`` starts such a directory from step 0 (the same initialisation)."""
     make_run_dir(run_dir)
-    atomic_write_json(
-        run_dir / "config.json",
-        {"config": cfg.to_json(), "data": data_info, "environment": environment(), "parallel": parallel},
-    )
+    meta = {"config": cfg.to_json(), "data": data_info, "environment": environment(), "parallel": parallel}
+    if (
+        record := models.model_file_record(cfg.spec)
+    ) is not None:  # --model PATH.py:NAME: found again by sample, --resume
+        meta["model_file"] = record
+    atomic_write_json(run_dir / "config.json", meta)
     atomic_write_json(run_dir / "vocab.json", vocab.to_json())
 
 
@@ -313,6 +317,8 @@ def read_json(path: Path) -> dict:
 def read_run_start(run_dir: Path, model: Model | None = None) -> tuple[Config, Vocab, str | None]:
     """What :func:`write_run_start` wrote: ``(config, vocabulary, the data's recorded SHA-256)``."""
     meta = read_json(run_dir / "config.json")
+    if model is None and isinstance(meta, dict) and "model_file" in meta:
+        model = load_recorded(meta["model_file"])  # gone or changed: one line
     cfg = Config.from_json(meta.get("config") if isinstance(meta, dict) else None, model=model)
     vocab = Vocab.from_json(read_json(run_dir / "vocab.json"))
     recorded = meta.get("data") if isinstance(meta, dict) else None

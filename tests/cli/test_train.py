@@ -68,3 +68,40 @@ def test_train_runs_the_small_models_on_one_core(names_path, tmp_path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["environment"]["cpu_cores"] == 1
     r = cli("train", "--model", "bigram", "--cores", "0", "--steps", "20")
     assert r.returncode == 2 and "positive integer" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_readmes_model_as_a_file_trains_checks_resumes_and_samples_on_the_command_line(names_path, tmp_path):
+    """--model PATH.py:NAME: the run directory records the file; sample and --resume load it again
+    and refuse it, in one line, once it has changed."""
+    from test_readme import readme_example
+
+    mine = tmp_path / "mine.py"
+    mine.write_text(readme_example(), encoding="utf-8")
+    spec, out = f"{mine}:swish_mlp", tmp_path / "r"
+    r = run_cli(
+        "train",
+        "--model",
+        spec,
+        "--data",
+        str(names_path),
+        "--steps",
+        "300",
+        "--stop-at",
+        "150",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
+    assert r.returncode == 0, r.stderr
+    recorded = json.loads((out / "config.json").read_text())["model_file"]
+    assert recorded["path"] == str(mine.resolve()) and recorded["name"] == "swish_mlp"
+    r = run_cli("train", "--resume", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "metrics.json").read_text())["resumed_from"] == 150
+    r = run_cli("sample", "--run", str(out), "-n", "3")
+    assert r.returncode == 0 and len(r.stdout.split()) == 3, r.stderr
+    r = run_cli("check", "--model", spec, "--data", str(names_path))
+    assert r.returncode == 0 and "swish.x" in r.stdout and "FAIL" not in r.stdout, r.stdout + r.stderr
+    mine.write_text(readme_example().replace("0.2", "0.3"), encoding="utf-8")
+    assert_one_line_error(run_cli("sample", "--run", str(out)), "has changed since it trained")
+    assert_one_line_error(run_cli("train", "--model", f"{tmp_path}/nothing.py:m"), "does not exist")
