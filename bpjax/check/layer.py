@@ -184,6 +184,16 @@ def _cast_ct(ct, out):
     )
 
 
+def _raised(rule: str, e: Exception) -> str:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{rule} raised {type(e).__name__}: {first}"
+
+
+def _describe(tree) -> str:
+    leaves = [f"{x.dtype}{list(x.shape)}" for x in jax.tree.leaves(tree)]
+    return leaves[0] if len(leaves) == 1 else "(" + ", ".join(leaves) + ")"
+
+
 def _one_dtype(f, args, floats, names, dtype, ct32):
     """``f``'s rules and the oracle in one dtype: ``(forward check, {name: (manual, oracle)}, problems)``."""
     fun, fwd, bwd, nondiff = _parts(f)
@@ -198,12 +208,21 @@ def _one_dtype(f, args, floats, names, dtype, ct32):
     out, pullback = jax.vjp(primal, *[a[i] for i in floats])
     ct = _cast_ct(ct32, out)
     oracle = pullback(ct)
-    out_fwd, res = fwd(*a)
     key = "float64" if dtype == jnp.float64 else "float32"
+    try:
+        out_fwd, res = fwd(*a)
+    except Exception as e:  # the user's rule: what it raised is the row, not a traceback
+        return _raised("fwd", e), {}, {"bwd": "not run: fwd raised"}
+    got, want = jax.tree.structure(out_fwd), jax.tree.structure(out)
+    shapes = [(p.shape, p.dtype) for p in jax.tree.leaves(out_fwd)], [(q.shape, q.dtype) for q in jax.tree.leaves(out)]
+    if got != want or shapes[0] != shapes[1]:
+        return f"fwd's output is {_describe(out_fwd)}, the primal's {_describe(out)}", {}, {"bwd": "not run"}
     fwd_diff = max(_maxdiff(p, q) for p, q in zip(jax.tree.leaves(out_fwd), jax.tree.leaves(out), strict=True))
-    fwd_bound = min(_bound(key, o) for o in jax.tree.leaves(out))
-    forward = Check(key, fwd_diff, fwd_bound)
-    raw = bwd(*[a[i] for i in nondiff], res, ct)
+    forward = Check(key, fwd_diff, min(_bound(key, o) for o in jax.tree.leaves(out)))
+    try:
+        raw = bwd(*[a[i] for i in nondiff], res, ct)
+    except Exception as e:
+        return forward, {}, {"bwd": _raised("bwd", e)}
     diff_pos = [i for i in range(len(args)) if i not in nondiff]  # the arguments bwd answers for
     if not isinstance(raw, tuple | list) or len(raw) != len(diff_pos):
         n = len(raw) if isinstance(raw, tuple | list) else "not a tuple of"
@@ -297,7 +316,10 @@ def check_layer(
             fd = _finite_differences(
                 f, args, floats, names, ct32, results["float64"][1], jax.random.fold_in(key, 1), directions
             )
-    rows = [LayerRow("forward", tuple(jax.tree.leaves(out)[0].shape), tuple(r[0] for r in results.values()))]
+    fwd_shape = tuple(jax.tree.leaves(out)[0].shape)
+    fwd_problem = next((r[0] for r in results.values() if isinstance(r[0], str)), "")
+    fwd_checks = () if fwd_problem else tuple(r[0] for r in results.values())
+    rows = [LayerRow("forward", fwd_shape, fwd_checks, fwd_problem)]
     problems = {**results["float64"][2], **results["float32"][2]}  # float32's words where both fail
     if "bwd" in problems:
         rows.append(LayerRow("bwd", (), (), problems["bwd"]))

@@ -175,3 +175,18 @@ def test_the_table_prints_multiples_of_the_bound_and_renders_as_html():
     html = table._repr_html_()
     assert "<table>" in html and "× bound" in html and "FAIL" in html
     assert table.to_json()[1]["name"] == "x" and table.to_json()[1]["ok"] is False
+
+
+def test_a_rule_that_raises_or_a_forward_of_another_shape_is_a_row_not_a_traceback():
+    def fwd_wrong_shape(x, g):
+        out, res = rms_fwd(x, g)
+        return out[:, :3], res
+
+    table = check_layer(rmsnorm(fwd=fwd_wrong_shape), X, G, argnames=["x", "g"])
+    assert table["forward"].problem == "fwd's output is float32[6, 3], the primal's float32[6, 10]"
+    assert not table.ok
+
+    f = jax.custom_vjp(rms_plain)
+    f.defvjp(rms_fwd, lambda res, dy: (dy[:, :2] @ res[0], res[1]))  # an impossible product
+    table = check_layer(f, X, G, argnames=["x", "g"])
+    assert table["bwd"].problem.startswith("bwd raised TypeError: ") and table["forward"].ok and not table.ok
