@@ -128,7 +128,7 @@ class Bench:
             name,
             res,
             impl="bpjax",
-            model=model,
+            model=models.get(model).name,  # a name, also for a model of your own (PATH.py:NAME)
             grad=grad,
             variant="train",
             K=max(K, 1),
@@ -208,6 +208,13 @@ class Bench:
                 self.bpjax(model, f"bpjax {grad}, {model}", model=model, grad=grad, steps=steps)
             self.pytorch(model, model, peer_steps)
             self.makemore_rows(model, peer_steps)
+
+    def yours(self, model: str) -> None:
+        """``--model PATH.py:NAME`` (or a registered name): its hand-written and autodiff rows."""
+        spec = models.get(model)
+        steps = self.model_steps(model)
+        for grad in GRADS:
+            self.bpjax("model", f"bpjax {grad}, {spec.name}", model=model, grad=grad, steps=steps)
 
     def gpt(self, quick: bool = False) -> None:
         """The GPT's manual and autodiff rows on the text, then nanoGPT's ``train.py`` on the same
@@ -315,18 +322,21 @@ def run_bench(
     only: set[str] | None = None,
     text=None,
     nanogpt: str | None = None,
+    model: str | None = None,
     log=print,
 ) -> dict:
     """All rows; ``quick`` is the smoke-test size (a few hundred steps, the large rows skipped).
     ``only``: of the groups :data:`SECTIONS`, just these, after the reference rows.
     ``makemore``: the path to makemore.py, whose own training step is timed beside each of its models.
     ``text``: the GPT's text (default tiny Shakespeare); ``nanogpt``: a nanoGPT checkout, whose
-    ``train.py`` is timed beside the GPT."""
+    ``train.py`` is timed beside the GPT. ``model``: a model to time (a registered name or
+    ``PATH.py:NAME``, a model of your own) after the reference rows, in place of the groups unless
+    ``only`` names some."""
     if only is not None and not (only and only <= set(SECTIONS)):
         raise ConfigError(f"--only takes some of {', '.join(SECTIONS)}, got {', '.join(sorted(only)) or 'nothing'}")
 
     def want(section):
-        return only is None or section in only
+        return (only is None and model is None) or (only is not None and section in only)
 
     b = Bench(
         data=data,
@@ -340,6 +350,8 @@ def run_bench(
         log=log,
     )
     b.reference()
+    if model is not None:
+        b.yours(model)
     if want("models"):
         b.every_model()
     if want("gpt"):

@@ -7,6 +7,7 @@ from pathlib import Path
 from ..bench import PEAK_GFLOPS_CPU_CORE, SECTIONS
 from ..errors import ConfigError
 from ..io import atomic_write_json, atomic_write_text, check_output_dir
+from .args import model_choice
 
 HELP = "measure training speed side by side (JSON + markdown)"
 
@@ -36,6 +37,13 @@ def add_args(b) -> None:
         metavar="PATH",
         help="a nanoGPT checkout, to time its own train.py beside the GPT on the same configuration (needs torch)",
     )
+    b.add_argument(
+        "--model",
+        type=model_choice,
+        metavar="NAME or PATH.py:NAME",
+        help="time this model's hand-written and autodiff steps after the reference rows (a model of your "
+        "own: PATH.py:NAME); the other groups then run only if --only names them",
+    )
     b.add_argument("--out", default="bench", metavar="DIR", help="where bench.json and bench.md go (default bench/)")
 
 
@@ -55,6 +63,7 @@ def run(args) -> int:
         makemore=args.makemore,
         text=args.text,
         nanogpt=args.nanogpt,
+        model=args.model,
         only=None if args.only is None else {g.strip() for g in args.only.split(",") if g.strip()},
     )
     out = Path(args.out)

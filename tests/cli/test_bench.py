@@ -67,3 +67,41 @@ def test_bench_rejects_nonsense(tmp_path):
         timeout=120,
     )
     assert r.returncode == 2 and "--steps" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bench_times_a_model_of_your_own_from_its_file(names_path, tmp_path):
+    """``--model PATH.py:NAME``: the reference rows, then its hand-written and autodiff rows only."""
+    from test_readme import readme_example
+
+    mine = tmp_path / "mine.py"
+    mine.write_text(readme_example(), encoding="utf-8")
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()}
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bpjax",
+            "bench",
+            "--model",
+            f"{mine}:swish_mlp",
+            "--data",
+            str(names_path),
+            "--steps",
+            "100",
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path / "b"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "b" / "bench.json").read_text())["rows"]
+    mine_rows = [row for row in rows if row["model"] == "swish_mlp"]
+    assert [row["grad"] for row in mine_rows] == ["manual", "autodiff"] and all(
+        row["steps_per_second"] > 0 for row in mine_rows
+    )
+    assert {row["group"] for row in rows} <= {"grad", "pytorch", "model"}  # no other group ran
