@@ -190,3 +190,17 @@ def test_a_rule_that_raises_or_a_forward_of_another_shape_is_a_row_not_a_traceba
     f.defvjp(rms_fwd, lambda res, dy: (dy[:, :2] @ res[0], res[1]))  # an impossible product
     table = check_layer(f, X, G, argnames=["x", "g"])
     assert table["bwd"].problem.startswith("bwd raised TypeError: ") and table["forward"].ok and not table.ok
+
+
+def test_a_kink_near_an_input_does_not_fail_a_correct_relu_and_a_wrong_one_still_fails():
+    def relu_bwd(slope):
+        return lambda x, d: (jnp.where(x > 0, slope, 0.0) * d,)
+
+    def relu(slope=1.0):
+        f = jax.custom_vjp(lambda x: jnp.maximum(x, 0.0))
+        f.defvjp(lambda x: (jnp.maximum(x, 0.0), x), relu_bwd(slope))
+        return f
+
+    x = normal(3, 8, 16).at[0, 0].set(3e-6)  # within the first step (h = 1e-5 (1 + max|x|)) of the kink
+    assert check_layer(relu(), x, argnames=["x"]).ok
+    assert not check_layer(relu(0.5), x, argnames=["x"])["x"].ok
