@@ -18,11 +18,24 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def positive_int(s: str) -> int:
+def integer(s: str) -> int:
+    """An integer as people write them: ``10000``, ``10_000`` or ``1e4`` (a float that is a whole
+    number); ``1.5`` or ``ten`` is refused."""
     try:
-        v = int(s)
+        return int(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+        pass
+    try:
+        f = float(s.replace("_", ""))
+    except ValueError:
+        f = None
+    if f is None or not f.is_integer():
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}")
+    return int(f)
+
+
+def positive_int(s: str) -> int:
+    v = integer(s)
     if v <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
     return v
@@ -38,10 +51,7 @@ def on_off(s: str) -> bool:
 
 
 def seed(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    v = integer(s)
     if not 0 <= v < 2**32:
         raise argparse.ArgumentTypeError(f"expected a seed between 0 and 2**32 - 1, got {v}")
     return v
@@ -99,7 +109,7 @@ def add_size_args(p) -> None:
         defaults = ", ".join(f"{n} {_shown(models.get(n).sizes[name])}" for n in owners)
         g.add_argument(
             flag(name),
-            type={bool: on_off, float: float, int: int}[kind],
+            type={bool: on_off, float: float, int: integer}[kind],
             metavar={bool: "on|off", float: "X", int: None}[kind],
             help=f"{text} (default: {defaults})",
         )
@@ -114,7 +124,7 @@ def add_setting_args(p) -> None:
         text = rule.help
         if name == "optimizer":
             text += ": " + ", ".join(f"{k} ({desc})" for k, (_, desc) in OPTIMIZERS.items())
-        kw = {"choices": rule.choices} if rule.choices else {"type": {int: int, float: float}[rule.kind]}
+        kw = {"choices": rule.choices} if rule.choices else {"type": {int: integer, float: float}[rule.kind]}
         p.add_argument(flag(name), metavar=rule.metavar, help=f"{text} (default {shown})", **kw)
 
 

@@ -7,16 +7,16 @@ from pathlib import Path
 from ..bench import PEAK_GFLOPS_CPU_CORE, SECTIONS
 from ..errors import ConfigError
 from ..io import atomic_write_json, atomic_write_text, check_output_dir
-from .args import model_choice
+from .args import integer, model_choice
 
 HELP = "measure training speed side by side (JSON + markdown)"
 
 
 def add_args(b) -> None:
     b.add_argument("--data", help="names file (default: the usual search)")
-    b.add_argument("--steps", type=int, default=20_000, help="steps per timed repeat (default 20,000)")
-    b.add_argument("--repeats", type=int, default=5, help="repeats per row; the median is reported (default 5)")
-    b.add_argument("--torch-steps", type=int, default=2_000, help="steps per PyTorch repeat (default 2,000)")
+    b.add_argument("--steps", type=integer, default=20_000, help="steps per timed repeat (default 20,000)")
+    b.add_argument("--repeats", type=integer, default=5, help="repeats per row; the median is reported (default 5)")
+    b.add_argument("--torch-steps", type=integer, default=2_000, help="steps per PyTorch repeat (default 2,000)")
     b.add_argument("--quick", action="store_true", help="smoke-test size: skip the largest scaling rows")
     b.add_argument("--peak-gflops", type=float, help=f"the machine's peak (default {PEAK_GFLOPS_CPU_CORE} on CPU)")
     b.add_argument(

@@ -6,7 +6,7 @@ import inspect
 
 from ..errors import ConfigError
 from ..io import atomic_write_json
-from .args import add_data_arg, add_model_arg, add_size_args, seed
+from .args import add_data_arg, add_model_arg, add_size_args, integer, seed
 
 HELP = "compare every hand-written gradient with jax.grad"
 
@@ -22,7 +22,7 @@ def add_args(c) -> None:
         help="the matrix products' dtype, both sides (bfloat16: float32 parameters and reductions, "
         "bpjax train's --compute-dtype; its pass rule is bpjax.check's bfloat16 one)",
     )
-    c.add_argument("--batch-size", type=int, default=32, help="rows in the batch (default 32)")
+    c.add_argument("--batch-size", type=integer, default=32, help="rows in the batch (default 32)")
     c.add_argument("--seed", type=seed, default=0, help="init and batch seed (default 0)")
     c.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     add_size_args(c)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
+from .args import integer
 
 HELP = "print and draw a run's training diagnostics (--diagnose-every, --verify-every)"
 
@@ -14,7 +15,7 @@ def add_args(d) -> None:
     d.add_argument("--run", required=True, metavar="DIR", help="a run directory with diagnostics.npz")
     d.add_argument(
         "--step",
-        type=int,
+        type=integer,
         metavar="S",
         help="the histograms of the last record at or before step S (default: the last record)",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import ConfigError
-from .args import positive_int, seed
+from .args import integer, positive_int, seed
 
 HELP = "sample names (or a text model's characters) from a trained run"
 TEXT_ONLY = ("prompt", "chars", "temperature", "top_k")
@@ -23,7 +23,7 @@ def add_args(s) -> None:
     )
     t = s.add_argument_group("a text model (gpt)")
     t.add_argument("--prompt", help="the text to continue (default a newline, as nanoGPT's sample.py)")
-    t.add_argument("--chars", type=int, help="how many characters to write (default 500)")
+    t.add_argument("--chars", type=integer, help="how many characters to write (default 500)")
     t.add_argument("--temperature", type=float, help="below 1 sharper, above 1 flatter (default 1.0)")
     t.add_argument("--top-k", type=positive_int, help="sample among the k likeliest characters (default: all)")
 

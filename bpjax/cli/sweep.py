@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..io import check_output_dir
 from ..training.step import GRADS
-from .args import add_model_arg, positive_int
+from .args import add_model_arg, integer, positive_int
 
 HELP = "train many seeds / learning rates at once under vmap"
 
@@ -19,8 +19,8 @@ def add_args(p) -> None:
     p.add_argument("--seeds", default="16", help="a count (16: seeds 0..15) or a list (0,3,7)")
     p.add_argument("--lrs", default=None, help="initial learning rates, comma-separated (default: the model's)")
     p.add_argument("--n-hidden", default=None, help="hidden sizes, comma-separated: one group each")
-    p.add_argument("--steps", type=int, default=None, help="steps per model (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--steps", type=integer, default=None, help="steps per model (default: the model's)")
+    p.add_argument("--batch-size", type=integer, default=None)
     p.add_argument(
         "--devices",
         type=positive_int,

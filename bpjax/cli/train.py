@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import BpjaxError, ConfigError
 from ..io import check_output_dir
-from .args import add_data_arg, add_model_arg, add_setting_args, add_size_args, positive_int, train_flags
+from .args import add_data_arg, add_model_arg, add_setting_args, add_size_args, integer, positive_int, train_flags
 
 HELP = "train a model (default the notebook's MLP) with hand-written (or autodiff) gradients"
 
@@ -19,7 +19,7 @@ def add_args(t) -> None:
     add_size_args(t)
     add_setting_args(t)
     t.add_argument("--out", metavar="DIR", help="run directory (default runs/<timestamp>)")
-    t.add_argument("--stop-at", type=int, metavar="K", help="stop after K steps with a checkpoint (resume later)")
+    t.add_argument("--stop-at", type=integer, metavar="K", help="stop after K steps with a checkpoint (resume later)")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR to its configured steps")
     t.add_argument(
         "--no-progress", action="store_true", help="no progress bar on a terminal (the progress lines still print)"
@@ -47,8 +47,8 @@ def add_parallel_args(t) -> None:
         "on one CPU device of one process; every core otherwise)",
     )
     g.add_argument("--coordinator", metavar="HOST:PORT", help="jax.distributed coordinator (process 0's address)")
-    g.add_argument("--num-processes", type=int, metavar="P", help="processes in the cluster")
-    g.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..P-1")
+    g.add_argument("--num-processes", type=integer, metavar="P", help="processes in the cluster")
+    g.add_argument("--process-id", type=integer, metavar="I", help="this process's index, 0..P-1")
     g.add_argument(
         "--bind",
         metavar="HOST:PORT",

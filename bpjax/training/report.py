@@ -61,9 +61,15 @@ def window_mean(lossi: np.ndarray, window: int = 1000) -> np.ndarray:
     return lossi[..., : n * window].reshape(*lossi.shape[:-1], n, window).mean(-1) if n else lossi[..., :0]
 
 
+MIN_POINTS = 50
+"""A loss curve has at least this many points (where the run has that many steps)."""
+
+
 def plot_window(steps: int, window: int = 1000) -> int:
-    """The averaging window of a loss curve: the notebook's 1000, or 1/20 of a run under 2000 steps."""
-    return window if steps >= 2 * window else max(1, steps // 20)
+    """The averaging window of a loss curve: the notebook's 1000 where that leaves at least
+    :data:`MIN_POINTS` points (50,000 steps and more), else ``steps // 50`` (a 2,000-step run: means
+    of 40 steps, 50 points), at least 1. The plot's legend says the window."""
+    return max(1, min(window, steps // MIN_POINTS))
 
 
 def _figure(size):

@@ -78,29 +78,44 @@ def new_run_dir() -> Path:
 
 class RunLock:
     """One writer per run directory: an exclusive ``flock`` on ``run_dir/.lock``, held while a run
-    trains. The kernel drops it when its process dies (even by ``kill -9``), so a lock left by a
-    dead process is simply taken over. The file holds the writer's pid, for the message."""
+    trains and removed when it ends. The kernel drops it when its process dies (even by ``kill -9``),
+    so a lock file left by a dead process is simply taken over. The file holds the writer's pid, for
+    the message."""
 
     def __init__(self, run_dir: Path):
         import fcntl
 
         self.path = Path(run_dir) / ".lock"
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
+        while True:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(self._fd)
+                raise ConfigError(
+                    f"{run_dir} is being written by another bpjax process (pid {holder}); "
+                    "wait for it to finish or choose another --out"
+                ) from None
+            try:  # the file locked is still the one at the path (not one its last writer just removed)
+                if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(self._fd)
-            raise ConfigError(
-                f"{run_dir} is being written by another bpjax process (pid {holder}); "
-                "wait for it to finish or choose another --out"
-            ) from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, str(os.getpid()).encode(), 0)
         remove_stale_temp_files(run_dir)
 
     def release(self) -> None:
+        """Remove the lock file, then drop the lock: a finished run leaves no ``.lock``. (A process
+        that opened the file just before it went checks, once locked, that it locked the file at the
+        path, and opens it again otherwise.)"""
         if self._fd is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass  # a read-only or vanished directory: the kernel's lock still goes with the fd
             os.close(self._fd)  # closing drops the flock
             self._fd = None
 

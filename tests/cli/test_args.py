@@ -7,7 +7,7 @@ import pytest
 
 from bpjax import models
 from bpjax.cli import build_parser
-from bpjax.cli.args import on_off, positive_int, seed, train_flags
+from bpjax.cli.args import integer, on_off, positive_int, seed, train_flags
 from bpjax.training.config import settings
 from conftest import run_cli
 
@@ -37,7 +37,7 @@ def test_every_setting_is_a_flag_of_its_type_with_its_help_and_default():
         if rule.choices:
             assert tuple(action.choices) == rule.choices
         else:
-            assert action.type is {int: int, float: float}[rule.kind]
+            assert action.type is {int: integer, float: float}[rule.kind]
     assert (
         "sgd (the notebook's plain SGD)" in flags["optimizer"].help and "half the steps" in flags["lr_decay_step"].help
     )
@@ -56,3 +56,13 @@ def test_argument_types_say_what_they_expected():
     ):
         with pytest.raises(argparse.ArgumentTypeError, match=needle):
             f(bad)
+
+
+def test_integer_options_take_integers_as_people_write_them():
+    assert integer("10000") == integer("10_000") == integer("1e4") == integer("1E4") == 10_000
+    for bad in ("1.5", "1e-1", "ten", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected an integer"):
+            integer(bad)
+    args = build_parser().parse_args(["train", "--steps", "1e4", "--batch-size", "1_024", "--stop-at", "5e3"])
+    assert (args.steps, args.batch_size, args.stop_at) == (10_000, 1_024, 5_000)
+    assert build_parser().parse_args(["sample", "--run", "r", "-n", "2e3"]).n == 2_000

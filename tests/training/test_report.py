@@ -14,8 +14,11 @@ def test_window_mean_is_the_notebooks_view_mean():
     assert window_mean(np.ones((3, 40)), 10).shape == (3, 4)
 
 
-def test_a_short_run_plots_a_window_of_a_twentieth():
-    assert plot_window(200_000) == 1000 and plot_window(1999) == 99 and plot_window(5) == 1
+def test_a_short_run_plots_at_least_fifty_points():
+    assert plot_window(200_000) == 1000 and plot_window(50_000) == 1000 and plot_window(5) == 1
+    for steps in (50, 2000, 5000, 10_000, 49_999):  # short runs: at least 50 points, not two
+        w = plot_window(steps)
+        assert len(window_mean(np.zeros(steps), w)) >= 50, (steps, w)
 
 
 def test_progress_lines_print_each_multiple_of_every():
@@ -39,6 +42,9 @@ def test_plots_are_written_with_matplotlib(tmp_path, require):
         "eval_val": np.array([2.5, 2.1]),
     }
     fig = loss_figure(history, title="t")
-    assert [line.get_label() for line in fig.axes[0].lines] == ["train (mean of 1000 steps)", "val (eval mode)"]
+    assert [line.get_label() for line in fig.axes[0].lines] == [
+        "train (mean of 60 steps)",
+        "val (eval mode)",
+    ]  # 3,000 steps: 50 points
     assert plot_history(history, tmp_path / "loss.png") and (tmp_path / "loss.png").stat().st_size > 1000
     assert plot_curves({"a": np.ones((2, 3))}, tmp_path / "c.png", title="c") and (tmp_path / "c.png").is_file()

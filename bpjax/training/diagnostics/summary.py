@@ -52,6 +52,9 @@ def record_index(a: dict, at: int | None) -> int:
     if at is None:
         return len(steps) - 1
     i = int(np.searchsorted(steps, at, side="right")) - 1
-    if i < 0:
-        raise CheckpointError(f"no diagnostics record at or before step {at:,}; the first is at {int(steps[0]):,}")
+    if i < 0 or at > int(steps[-1]):
+        raise CheckpointError(
+            f"--step {at:,} is outside the diagnostics records, steps {int(steps[0]):,}..{int(steps[-1]):,}; "
+            "pass a step in that range"
+        )
     return i

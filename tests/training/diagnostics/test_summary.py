@@ -23,8 +23,12 @@ def test_the_summary_prints_each_nonlinearity_and_weight_at_the_record_asked(rec
     assert D.summary(records).splitlines()[0] == "diagnostics at step 200 (3 records)"
 
 
-def test_a_step_before_the_first_record_is_one_line(records):
-    with pytest.raises(CheckpointError, match="no diagnostics record at or before step -1; the first is at 0"):
-        D.summary(records, at=-1)
+@pytest.mark.parametrize("at", [-1, 201, 99_999])
+def test_a_step_outside_the_records_is_one_line(records, at):
+    with pytest.raises(CheckpointError, match=rf"--step {at:,} is outside the diagnostics records, steps 0\.\.200"):
+        D.summary(records, at=at)
+
+
+def test_no_records_say_so(records):
     empty = {k: np.zeros((0,) * v.ndim, v.dtype) for k, v in records.items()}
     assert D.summary(empty) == "no records"
