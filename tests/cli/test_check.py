@@ -74,7 +74,7 @@ def test_nonsense_options(capsys, small_names):
         main(["check", "--batch-size", "many"])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "invalid int value" in err[0]
+    assert len(err) == 1 and "expected an integer, got 'many'" in err[0]
 
 
 def test_check_json_with_a_name_at_the_length_limit(tmp_path, names_path):
