@@ -25,6 +25,15 @@ import jax
 from .core import Table, Tap, compare, tap_grads
 
 
+class _Once(Tap):
+    """A tap that refuses a name used twice: its gradient would be the sum over both uses."""
+
+    def __call__(self, name: str, value):
+        if name in self.values:
+            raise ValueError(f"the forward taps {name!r} twice; give each intermediate a name of its own")
+        return super().__call__(name, value)
+
+
 class ChainTable(Table):
     """:func:`check_chain`'s rows in backward order, and the first that fails (``first_wrong``)."""
 
@@ -58,10 +67,12 @@ def check_chain(forward, backward, *args, title: str | None = None) -> ChainTabl
     A name ``backward`` returns that the forward never tapped raises ``KeyError``; the loss's own tap
     (its gradient is 1) is compared like any other where ``backward`` returns it.
     """
-    traced = Tap()
-    jax.eval_shape(lambda *a: forward(traced, *a), *args)  # the forward's order (jit's outputs sort their keys)
-    loss, values, oracle, _ = tap_grads(forward, *args)
+    traced = _Once()
+    jax.eval_shape(lambda: forward(traced, *args))  # the forward's order (jit's outputs sort their keys)
+    loss, values, oracle, _ = tap_grads(lambda tap: forward(tap, *args))  # integer args (token ids) held fixed
     grads = backward(values, *args)
+    if not isinstance(grads, dict) or not grads:
+        raise ValueError(f"backward returns a dict of d_<name> gradients; it returned {grads!r:.60}")
     manual = {}
     for k, g in grads.items():
         name = k if k in values else k.removeprefix("d_")

@@ -144,17 +144,29 @@ def _floating(a) -> bool:
     return isinstance(a, jax.Array | np.ndarray) and jnp.issubdtype(a.dtype, jnp.floating)
 
 
+def _float_leaves(x) -> list:
+    """The array leaves of a container argument (a dict, list or tuple); none for anything else."""
+    if not isinstance(x, dict | list | tuple):
+        return []
+    return [v for v in jax.tree.leaves(x) if isinstance(v, jax.Array | np.ndarray | float)]
+
+
 def _bound(key: str, oracle) -> float:
     rel, absol = TOLERANCES[key]
-    o = np.asarray(oracle)
-    return rel * (float(np.abs(o).max()) if o.size else 0.0) + absol
+    o = np.abs(np.asarray(oracle, np.float64))
+    o = o[np.isfinite(o)]
+    return rel * (float(o.max()) if o.size else 0.0) + absol
 
 
 def _maxdiff(a, b) -> float:
+    """The largest difference; where both hold the same non-finite value (a masked -inf) they agree."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if not np.isfinite(a).all():
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    if not (np.isfinite(a) | same).all():
         return math.inf
-    return float(np.abs(a - b).max()) if a.size else 0.0
+    with np.errstate(invalid="ignore"):  # -inf - -inf where both agree: masked by ``same``
+        d = np.where(same, 0.0, np.abs(a - b))
+    return float(d.max()) if d.size else 0.0
 
 
 def _parts(f):
@@ -220,8 +232,12 @@ def _one_dtype(f, args, floats, names, dtype, ct32):
     shapes = [(p.shape, p.dtype) for p in jax.tree.leaves(out_fwd)], [(q.shape, q.dtype) for q in jax.tree.leaves(out)]
     if got != want or shapes[0] != shapes[1]:
         return f"fwd's output is {_describe(out_fwd)}, the primal's {_describe(out)}", {}, {"bwd": "not run"}
-    fwd_diff = max(_maxdiff(p, q) for p, q in zip(jax.tree.leaves(out_fwd), jax.tree.leaves(out), strict=True))
-    forward = Check(key, fwd_diff, min(_bound(key, o) for o in jax.tree.leaves(out)))
+    leaf_checks = [  # each output leaf against its own bound: a small aux output sets no rule for the main one
+        Check(key, _maxdiff(p, q), _bound(key, q))
+        for p, q in zip(jax.tree.leaves(out_fwd), jax.tree.leaves(out), strict=True)
+        if jnp.issubdtype(q.dtype, jnp.floating)
+    ] or [Check(key, 0.0, 1.0)]
+    forward = max(leaf_checks, key=lambda c: c.multiple)
     try:
         raw = bwd(*[a[i] for i in nondiff], res, ct)
     except Exception as e:
@@ -250,23 +266,24 @@ def _finite_differences(f, args, floats, names, ct32, manual, key, directions):
     fun = f.fun
     a = [jnp.asarray(x, jnp.float64) if i in floats else x for i, x in enumerate(args)]
     out = fun(*a)
-    ct = _cast_ct(ct32, out)
+    # no cotangent where the output is not finite (a masked -inf): <ct, f(x)> stays a number
+    ct = jax.tree.map(
+        lambda c, o: jnp.where(jnp.isfinite(o), c, 0.0) if jnp.issubdtype(o.dtype, jnp.floating) else c,
+        _cast_ct(ct32, out),
+        out,
+    )
 
-    def L(full):
-        y = fun(*full)
-        return sum(
-            jnp.sum(c * o)
+    def terms(y):
+        return [
+            jnp.where(c != 0, c * o, 0.0)
             for c, o in zip(jax.tree.leaves(ct), jax.tree.leaves(y), strict=True)
             if jnp.issubdtype(o.dtype, jnp.floating)
-        )
+        ]
 
-    L_abs = float(
-        sum(
-            jnp.sum(jnp.abs(c * o))
-            for c, o in zip(jax.tree.leaves(ct), jax.tree.leaves(out), strict=True)
-            if jnp.issubdtype(o.dtype, jnp.floating)
-        )
-    )
+    def L(full):
+        return sum(jnp.sum(t) for t in terms(fun(*full)))
+
+    L_abs = float(sum(jnp.sum(jnp.abs(t)) for t in terms(out)))
     checks = {}
     for i in floats:
         name = names[i]
@@ -310,7 +327,16 @@ def check_layer(
     names = list(argnames) if argnames is not None else [f"arg{i}" for i in range(len(args))]
     if len(names) != len(args):
         raise ValueError(f"{len(names)} argnames for {len(args)} arguments")
-    args = [jnp.asarray(x) if isinstance(x, np.ndarray) else x for x in args]
+    args = [
+        jnp.asarray(x) if isinstance(x, np.ndarray | np.generic) or (isinstance(x, float) and i not in nondiff) else x
+        for i, x in enumerate(args)
+    ]
+    for i, x in enumerate(args):  # a dict or tuple of arrays would be skipped, and a wrong cotangent pass
+        if i not in nondiff and not _floating(x) and any(_floating(jnp.asarray(v)) for v in _float_leaves(x)):
+            raise ValueError(
+                f"check_layer checks array arguments: {names[i]} is a {type(x).__name__} of arrays; pass "
+                "its arrays as arguments of their own (a wrapper taking them one by one)"
+            )
     floats = [i for i, x in enumerate(args) if _floating(x) and i not in nondiff]
     if not floats:
         raise ValueError("check_layer needs a floating-point array argument to differentiate")

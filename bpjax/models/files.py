@@ -59,13 +59,17 @@ def load_model_file(spec: str, *, expect_sha: str | None = None, error=ConfigErr
         )
     if (path, sha, name) in _LOADED:
         return _LOADED[(path, sha, name)]
-    module_name = f"bpjax_user_model_{sha[:12]}"
+    module_name = f"bpjax_user_model_{hashlib.sha256(f'{path}:{sha}'.encode()).hexdigest()[:16]}"
     loader = importlib.util.spec_from_file_location(module_name, path)
+    if loader is None:
+        raise error(f"model file {path_text!r} cannot be imported as Python (is it a .py file?)")
     module = importlib.util.module_from_spec(loader)
+    sys.modules[module_name] = module  # as an import does: dataclasses, pickle and typing look it up
     sys.path.insert(0, str(path.parent))
     try:
         loader.loader.exec_module(module)
     except Exception as e:  # the user's code: whatever it raises is one line, with where it came from
+        sys.modules.pop(module_name, None)
         raise error(f"importing model file {path_text!r} raised {type(e).__name__}: {e}") from None
     finally:
         sys.path.remove(str(path.parent))

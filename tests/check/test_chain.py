@@ -61,3 +61,24 @@ def test_the_notebooks_exercise_1_is_a_chain_table_that_names_its_first_wrong_st
 
     monkeypatch.setattr(mlp, "atomic_grads", wrong)
     assert mlp.atomic_table(params, X, Y).first_wrong == "bn_var"
+
+
+def test_integer_arguments_are_held_fixed_a_name_tapped_twice_and_an_empty_backward_are_errors():
+    ids = jnp.array([0, 2, 1])
+
+    def lookup(tap, C, ids):  # exercise 1's pattern: token ids beside the parameters
+        e = tap("e", C[ids])
+        return tap("loss", (e**2).sum())
+
+    table = check_chain(lookup, lambda v, C, ids: {"d_loss": jnp.ones(()), "d_e": 2 * v["e"]}, W, ids)
+    assert table.ok and [r.name for r in table] == ["loss", "e"]
+
+    def twice(tap, W, x):
+        h = tap("h", jnp.tanh(x @ W))
+        h = tap("h", jnp.tanh(h))
+        return h.sum()
+
+    with pytest.raises(ValueError, match="taps 'h' twice"):
+        check_chain(twice, lambda v, W, x: {"d_h": jnp.ones_like(v["h"])}, W, x)
+    with pytest.raises(ValueError, match="returns a dict"):
+        check_chain(forward, lambda v, W, x: {}, W, x)

@@ -204,3 +204,26 @@ def test_a_kink_near_an_input_does_not_fail_a_correct_relu_and_a_wrong_one_still
     x = normal(3, 8, 16).at[0, 0].set(3e-6)  # within the first step (h = 1e-5 (1 + max|x|)) of the kink
     assert check_layer(relu(), x, argnames=["x"]).ok
     assert not check_layer(relu(0.5), x, argnames=["x"])["x"].ok
+
+
+def test_scalars_are_checked_containers_are_refused_and_masked_infinities_agree():
+    scale = jax.custom_vjp(lambda x, a: a * x)
+    scale.defvjp(lambda x, a: (a * x, (x, a)), lambda res, d: (res[1] * d, 99.0 * jnp.sum(d)))  # d_a wrong
+    table = check_layer(scale, X, 2.0, argnames=["x", "a"])
+    assert table["x"].ok and not table["a"].ok  # a Python float is an argument like any other
+    pair = jax.custom_vjp(lambda p, x: x @ p["W"])
+    pair.defvjp(lambda p, x: (x @ p["W"], (p, x)), lambda res, d: ({"W": res[1].T @ d}, d @ res[0]["W"].T))
+    with pytest.raises(ValueError, match="p is a dict of arrays"):
+        check_layer(pair, {"W": normal(1, 10, 3)}, X, argnames=["p", "x"])
+    masked = jax.custom_vjp(lambda x: jnp.where(x > 0, x, -jnp.inf))  # a masked score: -inf on both sides
+    masked.defvjp(lambda x: (jnp.where(x > 0, x, -jnp.inf), x), lambda x, d: (jnp.where(x > 0, d, 0.0),))
+    assert check_layer(masked, X, argnames=["x"]).ok
+
+
+def test_a_small_second_output_sets_no_rule_for_the_first():
+    two = jax.custom_vjp(lambda x: (1e4 * jnp.sin(x), 1e-4 * jnp.cos(x)))
+    two.defvjp(
+        lambda x: ((1e4 * (2 * jnp.sin(x / 2) * jnp.cos(x / 2)), 1e-4 * jnp.cos(x)), x),  # the same, rounded otherwise
+        lambda x, d: (1e4 * jnp.cos(x) * d[0] - 1e-4 * jnp.sin(x) * d[1],),
+    )
+    assert check_layer(two, X, argnames=["x"])["forward"].ok

@@ -60,3 +60,14 @@ def test_a_recorded_model_file_that_changed_or_went_is_refused(mine):
         load_recorded(record)
     with pytest.raises(CheckpointError, match="malformed"):
         load_recorded({"path": 3})
+
+
+def test_a_file_with_dataclasses_and_postponed_annotations_imports(tmp_path):
+    """The module is registered as an import registers it: dataclasses look their module up."""
+    path = tmp_path / "cfg_model.py"
+    path.write_text(
+        "from __future__ import annotations\nimport dataclasses\n\n\n@dataclasses.dataclass\nclass Cfg:\n"
+        "    n: int = 3\n\n\n" + readme_example(),
+        encoding="utf-8",
+    )
+    assert load_model_file(f"{path}:swish_mlp").name == "swish_mlp"
