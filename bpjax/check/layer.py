@@ -175,6 +175,8 @@ def _parts(f):
             f"check_layer checks a jax.custom_vjp (f = jax.custom_vjp(g); f.defvjp(fwd, bwd)); got "
             f"{type(f).__name__}. To compare two plain functions' gradients use bpjax.check_vjp"
         )
+    if getattr(f, "symbolic_zeros", False):
+        raise TypeError(f"{f.__name__} uses symbolic_zeros=True, whose fwd takes CustomVJPPrimal values: not supported")
     if getattr(f, "fwd", None) is None or getattr(f, "bwd", None) is None:
         raise TypeError(f"{f.__name__} is a jax.custom_vjp without its rule: call {f.__name__}.defvjp(fwd, bwd)")
     return f.fun, f.fwd, f.bwd, tuple(f.nondiff_argnums)

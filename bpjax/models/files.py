@@ -8,6 +8,8 @@ The file is imported as a module of its own (its directory first on ``sys.path``
 so it can import its neighbours); ``NAME`` must be a :class:`~bpjax.models.Model`. A run directory
 records the file's absolute path, ``NAME`` and SHA-256 (:func:`model_file_record`), so ``sample
 --run`` and ``--resume`` load it again and refuse, in one line, a file that is gone or has changed.
+Only that file is hashed: a neighbour it imports (``import helpers``) is imported as Python imports
+it, once a process, and its changes are not detected.
 """
 
 from __future__ import annotations

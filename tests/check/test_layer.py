@@ -227,3 +227,10 @@ def test_a_small_second_output_sets_no_rule_for_the_first():
         lambda x, d: (1e4 * jnp.cos(x) * d[0] - 1e-4 * jnp.sin(x) * d[1],),
     )
     assert check_layer(two, X, argnames=["x"])["forward"].ok
+
+
+def test_a_symbolic_zeros_rule_is_refused_in_one_line():
+    f = jax.custom_vjp(lambda x: x * x)
+    f.defvjp(lambda x: (x * x, x), lambda x, d: (2 * x * d,), symbolic_zeros=True)
+    with pytest.raises(TypeError, match="symbolic_zeros=True"):
+        check_layer(f, X)
