@@ -192,17 +192,7 @@ def main(argv=None) -> int:
     from bpjax import models
     from bpjax.io import atomic_write_json, atomic_write_text
 
-    checks = [
-        (f"check {m} {'float64' if f64 else 'float32'}", "check", "--model", m, *f64, *data)
-        for m in sizes["check"] or models.names()
-        for f64 in ((), ("--float64",))
-    ]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda c: run(*c), checks))
-    order = {c[0]: i for i, c in enumerate(checks)}  # the table in the checks' order, not finishing order
-    result["commands"].sort(key=lambda c: order[c["name"]])
-    save()
-    for label, m, flags in sizes["train"]:
+    def train(label, m, flags):
         steps = ["--steps", str(train_steps)] if train_steps else []
         run_dir = out / f"train-{label.replace(' ', '-')}"
         on = data if m != "gpt" else []  # the GPT trains on its own default, tiny Shakespeare
@@ -216,6 +206,24 @@ def main(argv=None) -> int:
                 in ("steps", "steps_per_second", "val_loss", "test_loss", "wall_seconds", "compile_seconds", "n_params")
             }
         save()
+
+    # The GPT's recipe first (what a lease is for), then the checks, then the other models.
+    first = [t for t in sizes["train"] if t[1] == "gpt"]
+    for t in first:
+        train(*t)
+    checks = [
+        (f"check {m} {'float64' if f64 else 'float32'}", "check", "--model", m, *f64, *data)
+        for m in sizes["check"] or models.names()
+        for f64 in ((), ("--float64",))
+    ]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda c: run(*c), checks))
+    order = {c[0]: i for i, c in enumerate(checks)}  # the table in the checks' order, not finishing order
+    result["commands"].sort(key=lambda c: order.get(c["name"], -1))  # the GPT runs before them
+    save()
+    for t in sizes["train"]:
+        if t not in first:
+            train(*t)
     if left() >= 3 * MIN_SECONDS:  # in this process: it cannot be killed, so it needs a margin
         result["vmap_sweep"] = vmap_sweep(sizes["K"], sizes["vmap_steps"], args.data)
         print(
