@@ -65,3 +65,65 @@ def test_text_follows_the_prompt_one_character_at_a_time():
     ]:
         with pytest.raises(ConfigError, match=needle):
             draw(**bad)
+
+
+def test_categorical_draws_the_softmax_distribution():
+    """The inverse-CDF draw: each category's count within 5 standard deviations of n·softmax(logits),
+    a category of probability 0 never drawn, and a batch's first rows are a smaller batch's draws."""
+    import jax
+    import numpy as np
+
+    from bpjax.training.sample import categorical
+
+    logits = jnp.array([0.3, -1.0, 2.0, -jnp.inf, 0.0])
+    n = 200_000
+    ids = np.asarray(categorical(jax.random.key(3), jnp.broadcast_to(logits, (n, 5))))
+    p = np.asarray(jax.nn.softmax(logits))
+    counts = np.bincount(ids, minlength=5)
+    assert counts[3] == 0
+    np.testing.assert_array_less(np.abs(counts - n * p), 5 * np.sqrt(n * p * (1 - p)) + 1e-9)
+    small = categorical(jax.random.key(3), jnp.broadcast_to(logits, (100, 5)))
+    np.testing.assert_array_equal(np.asarray(small), ids[:100])
+
+
+def test_decoding_is_the_loop_over_rows_in_one_pass():
+    """decode_names' vectorised path (one-byte characters) and its loop (any others) give the names
+    the rows spell: up to the first 0 as '.', or all of them and '…'."""
+    import numpy as np
+
+    from bpjax.training.sample import decode_names
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 4, size=(500, 7))
+    ids[rng.random(500) < 0.1] = rng.integers(1, 4, size=7)  # some rows never end
+    for words in (["abc"], ["abé"]):  # 'é' takes the loop
+        v = Vocab.from_words(words)
+        want = []
+        for row in ids:
+            end = np.flatnonzero(row == 0)
+            want.append(v.decode(row[: end[0]]) + "." if len(end) else v.decode(row) + "…")
+        assert decode_names(ids, v) == want
+
+
+def test_a_batch_stops_at_its_longest_name_with_the_names_of_a_full_loop():
+    """Stopping once every row has ended changes no name: the same draws as a scan over all max_len
+    positions with the same keys."""
+    import jax
+    import numpy as np
+
+    from bpjax.training.sample import categorical, decode_names
+
+    v = Vocab.from_words(["abcd"])
+    W = jax.random.normal(jax.random.key(0), (3 * v.size, v.size))
+    W = W.at[:, 0].add(-1.0)  # names of a few characters, some long
+    logits = lambda params, stats, X: jax.nn.one_hot(X, v.size).reshape(X.shape[0], -1) @ params
+    key, n, max_len = jax.random.key(5), 300, 40
+
+    def full(context, k):
+        ix = categorical(k, logits(W, {}, context))
+        return jnp.concatenate([context[:, 1:], ix[:, None]], axis=1), ix
+
+    _, ids = jax.lax.scan(full, jnp.zeros((n, 3), jnp.int32), jax.random.split(key, max_len))
+    got = sample_names(logits, W, {}, v, 3, n=n, key=key, max_len=max_len)
+    assert got == decode_names(np.asarray(ids.T), v)
+    assert max(map(len, got)) > 8 and len(set(got)) > 50  # not a degenerate model
