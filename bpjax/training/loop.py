@@ -368,6 +368,8 @@ def _metrics(tr: Training, ev: dict, status: str, compile_seconds: float, wall_s
         "mesh_devices": tr.mesh.size if tr.mesh is not None else 1,
         "process_count": jax.process_count(),
     }
+    if tr.history.evals:  # nanoGPT's figure: the best of its evaluations (its checkpoint is that step's)
+        m["best_val_step"], m["best_val_loss"] = min(tr.history.evals, key=lambda e: e[1])
     if tr.resumed_from is not None:
         m["resumed_from"] = tr.resumed_from
     return m

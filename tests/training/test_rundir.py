@@ -65,6 +65,8 @@ def test_metrics_json(short_run):
         assert k in m, k
     assert m["steps"] == 400 and m["grad"] == "manual" and m["model"] == "mlp"
     assert m["n_params"] == mlp.n_params(run.params)
+    steps, vals = run.history["eval_steps"], run.history["eval_val"]  # nanoGPT's figure: the best val
+    assert len(vals) > 1 and m["best_val_loss"] == vals.min() and m["best_val_step"] == steps[vals.argmin()]
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
