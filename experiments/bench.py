@@ -1,4 +1,4 @@
-"""The benchmark of the README's performance section: `bpjax bench`, results in experiments/results/bench/.
+"""The benchmark of the performance page (docs/performance.md): `bpjax bench`, results in experiments/results/bench/.
 
 python experiments/bench.py                 # every row, medians of 5 (about 6 minutes on 2 cores)
 python experiments/bench.py --quick --steps 500 --repeats 1   # a smoke run

@@ -1,5 +1,6 @@
-"""The README's model of your own, run as written: a layer of its own, trained through fit, checked,
-stopped and resumed, loaded back."""
+"""The README's code, run as written: its own layer checked as printed, and the model of your own it
+links to (docs/models.md): a layer of its own, trained through fit, checked, stopped and resumed,
+loaded back."""
 
 import re
 
@@ -13,9 +14,10 @@ from conftest import ROOT, batch
 
 
 def readme_example() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The model of your own, from the documentation's models page (the README links to it)."""
+    text = (ROOT / "docs" / "models.md").read_text(encoding="utf-8")
     m = re.search(r"<!-- user-model -->\s*```python\n(.*?)```", text, re.S)
-    assert m, "the README's user-model example is missing"
+    assert m, "docs/models.md's user-model example is missing"
     return m.group(1)
 
 

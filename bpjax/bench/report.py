@@ -1,4 +1,4 @@
-"""The bench's summary (the ratios the README quotes) and its markdown table."""
+"""The bench's summary (the ratios docs/performance.md quotes) and its markdown table."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def find(rows: list[dict], **keys) -> dict:
 
 
 def summary(rows: list[dict], peak, V: int, with_torch: bool, reference: str = "mlp") -> dict:
-    """The ratios the README quotes, each from rows of the same run."""
+    """The ratios docs/performance.md quotes, each from rows of the same run."""
 
     def sps(**keys):
         return find(rows, **keys)["model_steps_per_second"]
