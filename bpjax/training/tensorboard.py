@@ -18,7 +18,8 @@ Every scalar's step is the number of steps trained when it holds (the x axis of 
 host at chunk boundaries, by process 0 only, through tensorboardX's background writer: the jitted
 loop never waits for it. A resumed run of step ``k`` writes a new event file that purges (as
 TensorBoard reads it) what its earlier files hold past ``k`` (a run killed after its last
-checkpoint), and writes only steps after ``k``: the curves continue, each step once.
+checkpoint), and writes only steps after ``k``: the curves continue, each step once. (A run with no
+event file yet, from a bpjax before them, gets its history's curves up to ``k`` on resuming.)
 :func:`read_scalars` reads a run's event files back, as TensorBoard does, without TensorFlow.
 """
 
@@ -65,11 +66,13 @@ class Scalars:
     the end's losses; :meth:`close` flushes and closes the event file."""
 
     def __init__(self, tr):
-        self.run_dir, self.step0, self.resumed = Path(tr.run_dir), tr.step, tr.resumed_from is not None
-        self.floor = tr.step if self.resumed else -1  # steps <= floor are in the run's earlier event files
+        self.run_dir, self.step0 = Path(tr.run_dir), tr.step
+        # a resumed run's earlier event files hold its steps up to here (a run of a bpjax before them: none)
+        self.resumed = tr.resumed_from is not None and any(self.run_dir.glob(PATTERN))
+        self.floor = tr.step if self.resumed else -1  # what is written: steps after floor
         self.w = train_window(tr.cfg)
-        self.next_window = (tr.step // self.w + 1) * self.w
-        self.evals = len(tr.history.evals)
+        self.next_window = ((tr.step if self.resumed else 0) // self.w + 1) * self.w
+        self.evals = len(tr.history.evals) if self.resumed else 0
         self.last = (tr.step, tr.exec_seconds)
         self.diag_done = self.floor  # the step of the last diagnostics record written
         self.writer = None  # made at the first scalar: a run refused before it leaves no event file

@@ -89,6 +89,17 @@ def test_a_resumed_run_continues_the_same_curves_and_purges_a_stale_tail(names_p
         np.testing.assert_array_equal([e.value for e in seen], values)
 
 
+def test_resuming_a_run_without_event_files_writes_its_history(names_path, tmp_path):
+    """A run of a bpjax before the event files: its curves from the start, on resuming."""
+    out = tmp_path / "run"
+    fit(Config(steps=600, eval_every=200, **SMALL), data=names_path, out=out, stop_at=400, verbose=False)
+    for f in out.glob(tb.PATTERN):
+        f.unlink()
+    fit(resume=out, verbose=False, save_plot=False)
+    s, _, _ = assert_scalars_are_the_run(out)
+    assert s["loss/val"][0].tolist() == [200, 400, 600] and s["steps_per_second"][0].tolist() == [600]
+
+
 def test_diagnostics_series_are_the_records(names_path, tmp_path):
     from bpjax.training import diagnostics as D
 
