@@ -1,11 +1,12 @@
-"""The command line: ``bpjax check | train | sample | diagnose | bench | sweep``, one module each.
+"""The command line: ``bpjax check | train | sample | diagnose | bench | sweep | runs``, one module each.
 
 ``check`` compares every hand-written gradient of a model with ``jax.grad``; ``train`` trains any
 registered model (``--model``, default the notebook's MLP) with hand-written or autodiff
 gradients; ``sample`` prints names from a run; ``diagnose`` prints and draws a run's training
 diagnostics; ``bench`` measures training speed; ``sweep`` trains many seeds and learning rates at
-once. Each command's module holds its ``HELP``, ``add_args(parser)`` and ``run(args)``; the flags of
-training settings and model sizes come from their one declaration (:mod:`bpjax.cli.args`).
+once; ``runs`` compares runs in a table and a plot. Each command's module holds its ``HELP``,
+``add_args(parser)`` and ``run(args)``; the flags of training settings and model sizes come from
+their one declaration (:mod:`bpjax.cli.args`).
 
 Every error the user can fix prints one line, ``bpjax <cmd>: error: ...``, and exits 2. Nothing in
 bpjax imports this package: it is the outermost layer.
@@ -17,10 +18,18 @@ import os
 import sys
 
 from ..errors import BpjaxError
-from . import bench, check, diagnose, sample, sweep, train
+from . import bench, check, diagnose, runs, sample, sweep, train
 from .args import Parser
 
-COMMANDS = {"check": check, "train": train, "sample": sample, "diagnose": diagnose, "bench": bench, "sweep": sweep}
+COMMANDS = {
+    "check": check,
+    "train": train,
+    "sample": sample,
+    "diagnose": diagnose,
+    "bench": bench,
+    "sweep": sweep,
+    "runs": runs,
+}
 """name -> its module: a new command is one module plus one line here."""
 
 

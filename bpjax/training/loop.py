@@ -41,6 +41,7 @@ from .rundir import environment, run_identity, save_checkpoint
 from .session import Training, discard_if_untrained, is_main, mesh_of
 from .signals import signals_stop
 from .step import accumulated, batch_sampler, gradient_fn
+from .tensorboard import open_scalars
 
 CHECKPOINT_SECONDS = 60.0  # a long run also checkpoints this often (wall clock)
 
@@ -91,6 +92,7 @@ def fit(
                 if resume is not None
                 else session.start(cfg or Config(), data, out, stop_at, mesh, devices, params)
             )
+            tr.scalars = open_scalars(tr)
             if params is not None:
                 checkpoint(tr)  # step 0 is the given parameters: a resume must not re-initialise
             log(banner(tr))
@@ -101,6 +103,8 @@ def fit(
                 discard_if_untrained(tr)
             raise
         finally:
+            if tr is not None and tr.scalars is not None:
+                tr.scalars.close()  # flushed, whatever ended the run
             if tr is not None and tr.lock is not None:
                 tr.lock.release()
 
@@ -157,6 +161,7 @@ def train(tr: Training, stop, log, verbose: bool = True, progress_bar=None) -> C
             if time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS and tr.step < tr.end:
                 checkpoint(tr)
                 last_checkpoint = time.perf_counter()
+            tr.scalars.sync(tr)  # TensorBoard's scalars: on the host, between chunks
             progress.update(tr.step, tr.exec_seconds)
             if stop.received():
                 break
@@ -323,6 +328,7 @@ def finish(tr: Training, runner: ChunkRunner, stop, t_wall: float, log, save_plo
     if stop.received():
         metrics["signal"] = signal.Signals(stop.signum).name
     write_results(tr, metrics, save_plot)
+    tr.scalars.finish(tr, metrics)
     for k in split_names(tr.splits):
         log(f"{k} {ev[k + '_loss']:.4f}")
     if metrics["steps_per_second"]:

@@ -54,6 +54,7 @@ class Training:
     lock: RunLock | None = None
     recorder: object = None  # diagnostics.Recorder, with --diagnose-every or --verify-every
     saved_step: int | None = None  # the step of the run directory's checkpoint (None: none yet)
+    scalars: object = None  # tensorboard.Scalars: the run directory's TensorBoard scalars (process 0)
 
     @property
     def recording(self) -> bool:

@@ -110,7 +110,7 @@ def test_unwritable_paths_are_one_line(names_path, tmp_path):
 def test_every_command_is_one_module_with_its_help_arguments_and_run():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "cmd")
-    assert list(sub.choices) == list(COMMANDS) == ["check", "train", "sample", "diagnose", "bench", "sweep"]
+    assert list(sub.choices) == list(COMMANDS) == ["check", "train", "sample", "diagnose", "bench", "sweep", "runs"]
     for name, module in COMMANDS.items():
         assert module.HELP and callable(module.add_args) and callable(module.run), name
         assert sub.choices[name].get_default("func") is module.run
