@@ -157,7 +157,7 @@ def train(tr: Training, stop, log, verbose: bool = True, progress_bar=None) -> C
             if time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS and tr.step < tr.end:
                 checkpoint(tr)
                 last_checkpoint = time.perf_counter()
-            progress.update(tr.step, tr.exec_seconds)
+            progress.update(tr.step)
             if stop.received():
                 break
     return runner
