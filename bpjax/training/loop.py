@@ -93,7 +93,7 @@ def fit(
             )
             if params is not None:
                 checkpoint(tr)  # step 0 is the given parameters: a resume must not re-initialise
-            log(banner(tr))
+            log(banner(tr), flush=True)  # at once, through a pipe too
             runner = train(tr, stop, log, verbose, progress_bar)
             return finish(tr, runner, stop, t_wall, log, save_plot)
         except ConfigError:
@@ -130,7 +130,7 @@ def train(tr: Training, stop, log, verbose: bool = True, progress_bar=None) -> C
     runner = ChunkRunner(chunk_function(tr))
     Xtr, Ytr, key = data_on_devices(tr)
     chunks = plan(cfg, tr.step, tr.end)
-    if chunks:  # the largest buffers, from XLA's memory analysis, before anything runs
+    if chunks and not stop.received():  # the largest buffers, from XLA's memory analysis, before anything runs
         compiled = runner.compile(
             chunks[0][2], tr.params, tr.opt_state, tr.state, key, jnp.int32(chunks[0][0]), Xtr, Ytr
         )
@@ -313,18 +313,23 @@ def checkpoint(tr: Training, bn=None) -> None:
 # The end: every split evaluated, the run's files written
 # --------------------------------------------------------------------------------------------
 def finish(tr: Training, runner: ChunkRunner, stop, t_wall: float, log, save_plot: bool) -> Run:
-    """Evaluate every split, checkpoint, write metrics and plots; whatever signal arrives meanwhile."""
-    bn, ev = evaluate(tr, split_names(tr.splits))
-    if tr.step == tr.cfg.steps and (not tr.history.evals or tr.history.evals[-1][0] != tr.step):
+    """Evaluate every split, checkpoint, write metrics and plots; whatever signal arrives meanwhile.
+    Stopped before its first step: no evaluation, no plot, the checkpoint only if there was none."""
+    early = stop.received() and not tr.steps_run
+    bn, ev = (evaluate(tr, ())[0], session.recorded_losses(tr)) if early else evaluate(tr, split_names(tr.splits))
+    if ev and tr.step == tr.cfg.steps and (not tr.history.evals or tr.history.evals[-1][0] != tr.step):
         tr.history.evals.append((tr.step, ev["val_loss"]))
-    checkpoint(tr, bn)
+    if not early or tr.saved_step != tr.step:
+        checkpoint(tr, bn)
     status = "complete" if tr.step == tr.cfg.steps else ("interrupted" if stop.received() else "stopped")
     metrics = _metrics(tr, ev, status, runner.compile_seconds, time.perf_counter() - t_wall)
     if stop.received():
         metrics["signal"] = signal.Signals(stop.signum).name
-    write_results(tr, metrics, save_plot)
-    for k in split_names(tr.splits):
+    write_results(tr, metrics, save_plot and not early)
+    for k in split_names(tr.splits) if ev else ():
         log(f"{k} {ev[k + '_loss']:.4f}")
+    if early:
+        log(f"stopped before step {tr.step:,}: nothing trained" + (f"; --resume {tr.run_dir}" if tr.run_dir else ""))
     if metrics["steps_per_second"]:
         log(
             f"{tr.steps_run:,} steps at {metrics['steps_per_second']:,.0f} steps/s "

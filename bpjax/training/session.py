@@ -25,6 +25,7 @@ from .rundir import (
     load_run,
     make_run_dir,
     new_run_dir,
+    read_json,
     read_run_start,
     write_run_start,
 )
@@ -211,6 +212,19 @@ def run_at_step_0(run_dir: Path, model=None) -> Run:
     cfg, vocab, _ = read_run_start(run_dir, model)
     params, opt_state, state, key_data = init_train_state(cfg, vocab.size)
     return Run(params, None, vocab, cfg, {}, History().arrays(), run_dir, opt_state, key_data, 0, state)
+
+
+def recorded_losses(tr: Training) -> dict:
+    """The split losses a resumed run's metrics.json holds for the step it stopped at, where it has
+    not moved since (a run stopped again before its first step keeps them); else none."""
+    path = None if tr.run_dir is None or tr.resumed_from != tr.step else tr.run_dir / "metrics.json"
+    try:
+        m = read_json(path) if path is not None and path.is_file() else {}
+    except CheckpointError:
+        return {}
+    if not isinstance(m, dict) or m.get("steps") != tr.step:
+        return {}
+    return {k: v for k, v in m.items() if k.endswith("_loss") and isinstance(v, float)}
 
 
 def discard_if_untrained(tr: Training) -> None:
