@@ -58,6 +58,8 @@ def fit(
     save_plot: bool = True,
     model=None,
     params=None,
+    steps: int | None = None,
+    lr_decay_step: int | None = None,
 ) -> Run:
     """Train, write the run directory, return the :class:`~bpjax.training.run.Run`.
 
@@ -65,7 +67,8 @@ def fit(
     (default: the usual search, see ``bpjax.data``). ``out``: the run directory (default
     ``runs/<timestamp>``; ``out=False`` keeps everything in memory). ``stop_at``: stop once that
     many steps have run, with a checkpoint. ``resume``: a run directory to continue to its
-    configured steps (``cfg`` must then be ``None``). ``devices``: data-parallel over that many
+    configured steps (``cfg`` must then be ``None``), or to ``steps`` (extended; and from then on
+    decaying at ``lr_decay_step``: :mod:`bpjax.training.extend`). ``devices``: data-parallel over that many
     devices of each process (see :mod:`bpjax.training.distributed`); with several processes only
     process 0 writes the checkpoint, history and plot, every process its own metrics.json.
     ``model``: with ``resume``, the :class:`~bpjax.models.Model` of a run trained with a model of your own.
@@ -75,8 +78,9 @@ def fit(
     t_wall = time.perf_counter()
     if params is not None and resume is not None:
         raise ConfigError("params= starts a new run; a resumed run continues from its own checkpoint")
-    if model is not None and resume is None:
-        raise ConfigError("model= is for resume; a new run of your own model is fit(Config(model=...))")
+    if (model, steps, lr_decay_step) != (None, None, None) and resume is None:
+        name = "model" if model is not None else "steps" if steps is not None else "lr_decay_step"
+        raise ConfigError(f"{name}= is for resume; a new run's model and steps are fit(Config(model=..., steps=...))")
     if resume is not None and (cfg is not None or stop_at is not None or out is not None):
         raise ConfigError(
             "a resumed run keeps its own configuration, directory and steps; pass no config, stop_at or out with resume"
@@ -87,7 +91,7 @@ def fit(
         try:
             mesh = mesh_of(devices)
             tr = (
-                session.resume(resume, data, mesh, model)
+                session.resume(resume, data, mesh, model, steps, lr_decay_step)
                 if resume is not None
                 else session.start(cfg or Config(), data, out, stop_at, mesh, devices, params)
             )
@@ -375,6 +379,7 @@ def _metrics(tr: Training, ev: dict, status: str, compile_seconds: float, wall_s
     }
     if tr.resumed_from is not None:
         m["resumed_from"] = tr.resumed_from
+        m.update({"extensions": tr.extensions} if tr.extensions else {})
     return m
 
 

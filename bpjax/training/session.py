@@ -4,7 +4,7 @@ begins: a new one (:func:`start`) or a stopped one continued from its directory 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
@@ -12,6 +12,7 @@ import numpy as np
 
 from ..data import Vocab, load_dataset
 from ..errors import CheckpointError, ConfigError
+from . import extend
 from .config import Config
 from .distributed import check_batch, make_mesh
 from .memory import check_state_fits
@@ -55,6 +56,7 @@ class Training:
     lock: RunLock | None = None
     recorder: object = None  # diagnostics.Recorder, with --diagnose-every or --verify-every
     saved_step: int | None = None  # the step of the run directory's checkpoint (None: none yet)
+    extensions: list = field(default_factory=list)  # config.json's record of --resume --steps (extend.py)
 
     @property
     def recording(self) -> bool:
@@ -165,8 +167,9 @@ def start(cfg: Config, data, out, stop_at, mesh, devices: int, params=None) -> T
         )
 
 
-def resume(run_dir, data, mesh, model=None) -> Training:
-    """A stopped run, from its directory, to its configured steps; on the data it trained on."""
+def resume(run_dir, data, mesh, model=None, steps=None, lr_decay_step=None) -> Training:
+    """A stopped run, from its directory, to its configured steps (or extended to ``steps``, from
+    then on decaying at ``lr_decay_step``: :mod:`bpjax.training.extend`); on the data it trained on."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
@@ -177,15 +180,22 @@ def resume(run_dir, data, mesh, model=None) -> Training:
             if (run_dir / CHECKPOINT).exists()
             else run_at_step_0(run_dir, model)
         )  # stopped before its first checkpoint
-        cfg = prev.config
+        cfg = extend.extended(prev.config, prev.step, run_dir, steps, lr_decay_step)
         if prev.step == cfg.steps and prev.metrics.get("status") == "complete":
-            raise ConfigError(f"{run_dir} is already complete ({cfg.steps:,} steps); nothing to resume")
+            raise ConfigError(
+                f"{run_dir} is already complete ({cfg.steps:,} steps); nothing to resume "
+                f"(to train it longer: --resume {run_dir} --steps N)"
+            )
         if mesh is not None:
             check_batch(mesh, cfg.batch_size)
         recorded = data_info(run_dir)
         vocab, splits, info = _load_data(
             cfg, data or recorded["path"], recorded["sha256"], source="--data" if data else f"{run_dir / 'config.json'}"
         )
+        meta = read_json(run_dir / "config.json")
+        extensions = extend.extensions(meta)
+        if cfg is not prev.config and is_main():  # after the data's check: a refused resume changes nothing
+            extensions = extend.record(run_dir, meta, prev.config, cfg, prev.step)
         return Training(
             cfg,
             vocab,
@@ -203,6 +213,7 @@ def resume(run_dir, data, mesh, model=None) -> Training:
             resumed_from=prev.step,
             lock=lock,
             saved_step=prev.step if (run_dir / CHECKPOINT).exists() else None,
+            extensions=extensions,
         )
 
 
