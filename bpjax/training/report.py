@@ -41,8 +41,9 @@ class Progress:
             tqdm.write(f"{i:7d}/{self.total:7d}: {losses[i - step0]:.4f}", file=self.out)
         self.out.flush()
 
-    def update(self, step: int) -> None:
-        """Move the bar to ``step``; tqdm measures the rate and the ETA from here on (after compiling)."""
+    def update(self, step: int, train_seconds: float | None = None) -> None:
+        """Move the bar to ``step``; tqdm measures the rate and the ETA, from the first chunk on
+        (``train_seconds``, 0.1's training time, is no longer needed: old callers still run)."""
         self.bar.update(step - self.bar.n)
 
     def close(self):
