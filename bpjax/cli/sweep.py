@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..io import check_output_dir
 from ..training.step import GRADS
-from .args import add_model_arg, integer, positive_int
+from .args import add_model_arg, default_shown, integer, positive_int
 
 HELP = "train many seeds / learning rates at once under vmap"
 
@@ -17,9 +17,11 @@ def add_args(p) -> None:
     add_model_arg(p)
     p.add_argument("--grad", choices=GRADS, default="manual", help="hand-written backward or jax.grad")
     p.add_argument("--seeds", default="16", help="a count (16: seeds 0..15) or a list (0,3,7)")
-    p.add_argument("--lrs", default=None, help="initial learning rates, comma-separated (default: the model's)")
+    lrs = p.add_argument("--lrs", default=None)
+    lrs.describe = lambda m: f"initial learning rates, comma-separated (default {default_shown('lr', m or 'mlp')})"
     p.add_argument("--n-hidden", default=None, help="hidden sizes, comma-separated: one group each")
-    p.add_argument("--steps", type=integer, default=None, help="steps per model (default: the model's)")
+    steps = p.add_argument("--steps", type=integer, default=None)
+    steps.describe = lambda m: f"steps per model (default {default_shown('steps', m or 'mlp')})"
     p.add_argument("--batch-size", type=integer, default=None)
     p.add_argument(
         "--devices",

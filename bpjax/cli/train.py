@@ -20,7 +20,12 @@ def add_args(t) -> None:
     add_setting_args(t)
     t.add_argument("--out", metavar="DIR", help="run directory (default runs/<timestamp>)")
     t.add_argument("--stop-at", type=integer, metavar="K", help="stop after K steps with a checkpoint (resume later)")
-    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR to its configured steps")
+    t.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR to its configured steps, or with --steps N extend it (stopped or "
+        "complete) to N where its learning rate schedule allows: a constant rate or a fixed --lr-decay-step",
+    )
     t.add_argument(
         "--no-progress", action="store_true", help="no progress bar on a terminal (the progress lines still print)"
     )
@@ -103,11 +108,14 @@ def run(args) -> int:
     given = {k: getattr(args, k) for k in train_flags() if getattr(args, k) is not None}
     progress = False if args.no_progress else None
     if args.resume is not None:
+        extend = {k: given.pop(k) for k in ("steps", "lr_decay_step") if k in given}  # --steps N: train it longer
         extra = [f"--{k.replace('_', '-')}" for k in given] + (["--out"] if args.out else [])
         extra += ["--stop-at"] if args.stop_at is not None else []
         if extra:
-            raise ConfigError(f"--resume continues a run with its own configuration; drop {', '.join(extra)}")
-        run = fit(resume=args.resume, data=args.data, devices=args.devices, progress_bar=progress)
+            raise ConfigError(
+                f"--resume continues a run with its own configuration (--steps N extends it); drop {', '.join(extra)}"
+            )
+        run = fit(resume=args.resume, data=args.data, devices=args.devices, progress_bar=progress, **extend)
     else:
         if args.out is not None:
             check_output_dir(args.out)

@@ -38,7 +38,7 @@ from .optim import make_optimizer
 from .report import Progress, plot_history
 from .run import Run
 from .rundir import environment, run_identity, save_checkpoint
-from .session import Training, discard_if_untrained, is_main, mesh_of
+from .session import Training, banner, discard_if_untrained, is_main, mesh_of
 from .signals import signals_stop
 from .step import accumulated, batch_sampler, gradient_fn
 from .tensorboard import open_scalars
@@ -59,6 +59,8 @@ def fit(
     save_plot: bool = True,
     model=None,
     params=None,
+    steps: int | None = None,
+    lr_decay_step: int | None = None,
 ) -> Run:
     """Train, write the run directory, return the :class:`~bpjax.training.run.Run`.
 
@@ -66,7 +68,8 @@ def fit(
     (default: the usual search, see ``bpjax.data``). ``out``: the run directory (default
     ``runs/<timestamp>``; ``out=False`` keeps everything in memory). ``stop_at``: stop once that
     many steps have run, with a checkpoint. ``resume``: a run directory to continue to its
-    configured steps (``cfg`` must then be ``None``). ``devices``: data-parallel over that many
+    configured steps (``cfg`` must then be ``None``), or to ``steps`` (extended; and from then on
+    decaying at ``lr_decay_step``: :mod:`bpjax.training.extend`). ``devices``: data-parallel over that many
     devices of each process (see :mod:`bpjax.training.distributed`); with several processes only
     process 0 writes the checkpoint, history and plot, every process its own metrics.json.
     ``model``: with ``resume``, the :class:`~bpjax.models.Model` of a run trained with a model of your own.
@@ -76,8 +79,9 @@ def fit(
     t_wall = time.perf_counter()
     if params is not None and resume is not None:
         raise ConfigError("params= starts a new run; a resumed run continues from its own checkpoint")
-    if model is not None and resume is None:
-        raise ConfigError("model= is for resume; a new run of your own model is fit(Config(model=...))")
+    if (model, steps, lr_decay_step) != (None, None, None) and resume is None:
+        name = "model" if model is not None else "steps" if steps is not None else "lr_decay_step"
+        raise ConfigError(f"{name}= is for resume; a new run's model and steps are fit(Config(model=..., steps=...))")
     if resume is not None and (cfg is not None or stop_at is not None or out is not None):
         raise ConfigError(
             "a resumed run keeps its own configuration, directory and steps; pass no config, stop_at or out with resume"
@@ -88,14 +92,14 @@ def fit(
         try:
             mesh = mesh_of(devices)
             tr = (
-                session.resume(resume, data, mesh, model)
+                session.resume(resume, data, mesh, model, steps, lr_decay_step)
                 if resume is not None
                 else session.start(cfg or Config(), data, out, stop_at, mesh, devices, params)
             )
             tr.scalars = open_scalars(tr)
             if params is not None:
                 checkpoint(tr)  # step 0 is the given parameters: a resume must not re-initialise
-            log(banner(tr))
+            log(banner(tr), flush=True)  # at once, through a pipe too
             runner = train(tr, stop, log, verbose, progress_bar)
             return finish(tr, runner, stop, t_wall, log, save_plot)
         except ConfigError:
@@ -109,20 +113,6 @@ def fit(
                 tr.lock.release()
 
 
-def banner(tr: Training) -> str:
-    return (
-        f"bpjax train: {tr.cfg.model_name}, {n_params(tr.params):,} parameters, vocabulary {tr.vocab.size}, "
-        f"{_training_size(tr)}, grad {tr.cfg.grad}, steps {tr.step:,}→{tr.end:,}"
-        + (f", run directory {tr.run_dir}" if tr.run_dir is not None else "")
-        + (f", {tr.mesh.size} devices" if tr.mesh is not None else "")
-    )
-
-
-def _training_size(tr: Training) -> str:
-    X, _ = training_arrays(tr.splits)
-    return f"{len(X):,} training {'characters' if X.ndim == 1 else 'rows'}"
-
-
 # --------------------------------------------------------------------------------------------
 # The loop: chunks of steps, their losses, evaluation and checkpoints
 # --------------------------------------------------------------------------------------------
@@ -134,7 +124,7 @@ def train(tr: Training, stop, log, verbose: bool = True, progress_bar=None) -> C
     runner = ChunkRunner(chunk_function(tr))
     Xtr, Ytr, key = data_on_devices(tr)
     chunks = plan(cfg, tr.step, tr.end)
-    if chunks:  # the largest buffers, from XLA's memory analysis, before anything runs
+    if chunks and not stop.received():  # the largest buffers, from XLA's memory analysis, before anything runs
         compiled = runner.compile(
             chunks[0][2], tr.params, tr.opt_state, tr.state, key, jnp.int32(chunks[0][0]), Xtr, Ytr
         )
@@ -162,7 +152,7 @@ def train(tr: Training, stop, log, verbose: bool = True, progress_bar=None) -> C
                 checkpoint(tr)
                 last_checkpoint = time.perf_counter()
             tr.scalars.sync(tr)  # TensorBoard's scalars: on the host, between chunks
-            progress.update(tr.step, tr.exec_seconds)
+            progress.update(tr.step)
             if stop.received():
                 break
     return runner
@@ -318,19 +308,24 @@ def checkpoint(tr: Training, bn=None) -> None:
 # The end: every split evaluated, the run's files written
 # --------------------------------------------------------------------------------------------
 def finish(tr: Training, runner: ChunkRunner, stop, t_wall: float, log, save_plot: bool) -> Run:
-    """Evaluate every split, checkpoint, write metrics and plots; whatever signal arrives meanwhile."""
-    bn, ev = evaluate(tr, split_names(tr.splits))
-    if tr.step == tr.cfg.steps and (not tr.history.evals or tr.history.evals[-1][0] != tr.step):
+    """Evaluate every split, checkpoint, write metrics and plots; whatever signal arrives meanwhile.
+    Stopped before its first step: no evaluation, no plot, the checkpoint only if there was none."""
+    early = stop.received() and not tr.steps_run
+    bn, ev = (evaluate(tr, ())[0], session.recorded_losses(tr)) if early else evaluate(tr, split_names(tr.splits))
+    if ev and tr.step == tr.cfg.steps and (not tr.history.evals or tr.history.evals[-1][0] != tr.step):
         tr.history.evals.append((tr.step, ev["val_loss"]))
-    checkpoint(tr, bn)
+    if not early or tr.saved_step != tr.step:
+        checkpoint(tr, bn)
     status = "complete" if tr.step == tr.cfg.steps else ("interrupted" if stop.received() else "stopped")
     metrics = _metrics(tr, ev, status, runner.compile_seconds, time.perf_counter() - t_wall)
     if stop.received():
         metrics["signal"] = signal.Signals(stop.signum).name
-    write_results(tr, metrics, save_plot)
+    write_results(tr, metrics, save_plot and not early)
     tr.scalars.finish(tr, metrics)
-    for k in split_names(tr.splits):
+    for k in split_names(tr.splits) if ev else ():
         log(f"{k} {ev[k + '_loss']:.4f}")
+    if early:
+        log(f"stopped before step {tr.step:,}: nothing trained" + (f"; --resume {tr.run_dir}" if tr.run_dir else ""))
     if metrics["steps_per_second"]:
         log(
             f"{tr.steps_run:,} steps at {metrics['steps_per_second']:,.0f} steps/s "
@@ -378,6 +373,7 @@ def _metrics(tr: Training, ev: dict, status: str, compile_seconds: float, wall_s
         m["best_val_step"], m["best_val_loss"] = min(tr.history.evals, key=lambda e: e[1])
     if tr.resumed_from is not None:
         m["resumed_from"] = tr.resumed_from
+        m.update({"extensions": tr.extensions} if tr.extensions else {})
     return m
 
 

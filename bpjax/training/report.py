@@ -1,4 +1,4 @@
-"""Reporting: the notebook's progress lines, a progress bar with an ETA, and the loss plots.
+"""Reporting: the notebook's progress lines, a progress bar (tqdm's: rate, ETA), and the loss plots.
 
 Plots use matplotlib's ``Figure`` (no pyplot: no backend, no global figure state) and are written
 atomically; without matplotlib (the ``plot`` extra) they are skipped and the functions say so.
@@ -6,52 +6,48 @@ atomically; without matplotlib (the ``plot`` extra) they are skipped and the fun
 
 from __future__ import annotations
 
-import datetime as _dt
-import math
 import sys
 
 import numpy as np
+from tqdm import tqdm
 
 from ..io import atomic_savefig
 
 
 class Progress:
-    """``  10000/ 200000: 2.4803`` every ``every`` steps on ``out``, and a bar on a terminal's stderr."""
+    """``  10000/ 200000: 2.4803`` every ``every`` steps on ``out``, and a tqdm bar (rate, ETA) on
+    stderr when it is a terminal (``bar``: None) or when asked (``bar=True``); none otherwise."""
 
     def __init__(self, total: int, start: int, every: int, out=sys.stdout, bar=None):
         self.total, self.every, self.out = total, max(1, every), out
-        self.bar = sys.stderr.isatty() if bar is None else bar
-        self.s0 = start
+        show = sys.stderr.isatty() if bar is None else bar
+        self.bar = tqdm(
+            total=total,
+            initial=start,
+            file=sys.stderr,
+            disable=not show or total == 0,
+            unit="step",
+            unit_scale=True,
+            dynamic_ncols=True,
+            leave=False,  # the progress lines and the results stay; the bar goes when training ends
+        )
 
     def lines(self, step0: int, losses: np.ndarray) -> None:
-        """Print ``  10000/ 200000: 2.4803`` for each multiple of ``every`` in this chunk."""
+        """Print ``  10000/ 200000: 2.4803`` for each multiple of ``every`` in this chunk (above the bar)."""
         if self.out is None:
             return
-        self._clear()
         first = -(-step0 // self.every) * self.every
         for i in range(first, step0 + len(losses), self.every):
-            print(f"{i:7d}/{self.total:7d}: {losses[i - step0]:.4f}", file=self.out, flush=True)
+            tqdm.write(f"{i:7d}/{self.total:7d}: {losses[i - step0]:.4f}", file=self.out)
+        self.out.flush()
 
-    def update(self, step: int, train_seconds: float) -> None:
-        """Redraw the bar; the rate and ETA count training time only (not compiling, not eval)."""
-        if not self.bar or self.total == 0:
-            return
-        frac = step / self.total
-        rate = (step - self.s0) / train_seconds if train_seconds > 0 else 0.0
-        eta = (self.total - step) / rate if rate > 0 else float("nan")
-        w = 30
-        bar = "#" * int(w * frac) + "-" * (w - int(w * frac))
-        eta_s = str(_dt.timedelta(seconds=int(eta))) if math.isfinite(eta) else "?"
-        sys.stderr.write(f"\r[{bar}] {100 * frac:5.1f}% {step}/{self.total} {rate:,.0f} steps/s ETA {eta_s} ")
-        sys.stderr.flush()
-
-    def _clear(self):
-        if self.bar:
-            sys.stderr.write("\r" + " " * 90 + "\r")
-            sys.stderr.flush()
+    def update(self, step: int, train_seconds: float | None = None) -> None:
+        """Move the bar to ``step``; tqdm measures the rate and the ETA, from the first chunk on
+        (``train_seconds``, 0.1's training time, is no longer needed: old callers still run)."""
+        self.bar.update(step - self.bar.n)
 
     def close(self):
-        self._clear()
+        self.bar.close()
 
 
 def window_mean(lossi: np.ndarray, window: int = 1000) -> np.ndarray:

@@ -37,6 +37,7 @@ from ..models import Model
 from ..models.files import load_recorded
 from .config import Config
 from .distributed import usable_cores
+from .extend import before_last
 from .optim import make_optimizer
 from .run import History, Run
 
@@ -303,12 +304,20 @@ def load_checkpoint(run_dir: Path, cfg: Config, vocab: Vocab, data_sha256: str |
                 f"{step}; the checkpoint is damaged"
             )
     ident = z.get("identity")  # last: the checks above say more precisely what is wrong, where they can
-    if ident is not None and data_sha256 is not None and str(ident) != run_identity(cfg, vocab, data_sha256):
+    known = ident is None or data_sha256 is None or str(ident) in _identities(run_dir, cfg, vocab, data_sha256)
+    if not known:
         raise CheckpointError(
             f"{path} does not belong with this directory's config.json and vocab.json "
             "(another run's checkpoint, or files edited since it was written)"
         )
     return params, opt_state, state, key_data, step, bn, history
+
+
+def _identities(run_dir: Path, cfg: Config, vocab: Vocab, data_sha256: str) -> set[str]:
+    """The run's :func:`run_identity`, and its identity before its last extension (a checkpoint
+    written before ``--resume --steps`` extended the run is still its own, until the next one)."""
+    before = before_last(read_json(run_dir / "config.json"), cfg) if (run_dir / "config.json").is_file() else None
+    return {run_identity(c, vocab, data_sha256) for c in (cfg, before) if c is not None}
 
 
 MAX_JSON_BYTES = 16 * 2**20  # a run's config.json, vocab.json and metrics.json are a few kB

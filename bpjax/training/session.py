@@ -4,14 +4,16 @@ begins: a new one (:func:`start`) or a stopped one continued from its directory 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from ..data import Vocab, load_dataset
+from ..data import Vocab, load_dataset, training_arrays
 from ..errors import CheckpointError, ConfigError
+from ..models import n_params
+from . import extend
 from .config import Config
 from .distributed import check_batch, make_mesh
 from .memory import check_state_fits
@@ -25,6 +27,7 @@ from .rundir import (
     load_run,
     make_run_dir,
     new_run_dir,
+    read_json,
     read_run_start,
     write_run_start,
 )
@@ -55,6 +58,7 @@ class Training:
     recorder: object = None  # diagnostics.Recorder, with --diagnose-every or --verify-every
     saved_step: int | None = None  # the step of the run directory's checkpoint (None: none yet)
     scalars: object = None  # tensorboard.Scalars: the run directory's TensorBoard scalars (process 0)
+    extensions: list = field(default_factory=list)  # config.json's record of --resume --steps (extend.py)
 
     @property
     def recording(self) -> bool:
@@ -165,8 +169,9 @@ def start(cfg: Config, data, out, stop_at, mesh, devices: int, params=None) -> T
         )
 
 
-def resume(run_dir, data, mesh, model=None) -> Training:
-    """A stopped run, from its directory, to its configured steps; on the data it trained on."""
+def resume(run_dir, data, mesh, model=None, steps=None, lr_decay_step=None) -> Training:
+    """A stopped run, from its directory, to its configured steps (or extended to ``steps``, from
+    then on decaying at ``lr_decay_step``: :mod:`bpjax.training.extend`); on the data it trained on."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
@@ -177,15 +182,22 @@ def resume(run_dir, data, mesh, model=None) -> Training:
             if (run_dir / CHECKPOINT).exists()
             else run_at_step_0(run_dir, model)
         )  # stopped before its first checkpoint
-        cfg = prev.config
+        cfg = extend.extended(prev.config, prev.step, run_dir, steps, lr_decay_step)
         if prev.step == cfg.steps and prev.metrics.get("status") == "complete":
-            raise ConfigError(f"{run_dir} is already complete ({cfg.steps:,} steps); nothing to resume")
+            raise ConfigError(
+                f"{run_dir} is already complete ({cfg.steps:,} steps); nothing to resume "
+                f"(to train it longer: --resume {run_dir} --steps N)"
+            )
         if mesh is not None:
             check_batch(mesh, cfg.batch_size)
         recorded = data_info(run_dir)
         vocab, splits, info = _load_data(
             cfg, data or recorded["path"], recorded["sha256"], source="--data" if data else f"{run_dir / 'config.json'}"
         )
+        meta = read_json(run_dir / "config.json")
+        extensions = extend.extensions(meta)
+        if cfg is not prev.config and is_main():  # after the data's check: a refused resume changes nothing
+            extensions = extend.record(run_dir, meta, prev.config, cfg, prev.step)
         return Training(
             cfg,
             vocab,
@@ -203,6 +215,7 @@ def resume(run_dir, data, mesh, model=None) -> Training:
             resumed_from=prev.step,
             lock=lock,
             saved_step=prev.step if (run_dir / CHECKPOINT).exists() else None,
+            extensions=extensions,
         )
 
 
@@ -212,6 +225,19 @@ def run_at_step_0(run_dir: Path, model=None) -> Run:
     cfg, vocab, _ = read_run_start(run_dir, model)
     params, opt_state, state, key_data = init_train_state(cfg, vocab.size)
     return Run(params, None, vocab, cfg, {}, History().arrays(), run_dir, opt_state, key_data, 0, state)
+
+
+def recorded_losses(tr: Training) -> dict:
+    """The split losses a resumed run's metrics.json holds for the step it stopped at, where it has
+    not moved since (a run stopped again before its first step keeps them); else none."""
+    path = None if tr.run_dir is None or tr.resumed_from != tr.step else tr.run_dir / "metrics.json"
+    try:
+        m = read_json(path) if path is not None and path.is_file() else {}
+    except CheckpointError:
+        return {}
+    if not isinstance(m, dict) or m.get("steps") != tr.step:
+        return {}
+    return {k: v for k, v in m.items() if k.endswith("_loss") and isinstance(v, float)}
 
 
 def discard_if_untrained(tr: Training) -> None:
@@ -224,3 +250,18 @@ def discard_if_untrained(tr: Training) -> None:
         (d / name).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         d.rmdir()  # only if nothing else is in it
+
+
+def banner(tr: Training) -> str:
+    """The run's first line: model, parameters, vocabulary, data, steps, run directory."""
+    return (
+        f"bpjax train: {tr.cfg.model_name}, {n_params(tr.params):,} parameters, vocabulary {tr.vocab.size}, "
+        f"{_training_size(tr)}, grad {tr.cfg.grad}, steps {tr.step:,}→{tr.end:,}"
+        + (f", run directory {tr.run_dir}" if tr.run_dir is not None else "")
+        + (f", {tr.mesh.size} devices" if tr.mesh is not None else "")
+    )
+
+
+def _training_size(tr: Training) -> str:
+    X, _ = training_arrays(tr.splits)
+    return f"{len(X):,} training {'characters' if X.ndim == 1 else 'rows'}"

@@ -66,3 +66,47 @@ def test_integer_options_take_integers_as_people_write_them():
     args = build_parser().parse_args(["train", "--steps", "1e4", "--batch-size", "1_024", "--stop-at", "5e3"])
     assert (args.steps, args.batch_size, args.stop_at) == (10_000, 1_024, 5_000)
     assert build_parser().parse_args(["sample", "--run", "r", "-n", "2e3"]).n == 2_000
+
+
+def _help(capsys, *argv) -> str:
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(list(argv))
+    assert e.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse's wrapping undone
+
+
+def test_help_after_a_model_shows_that_models_defaults(capsys):
+    gru = _help(capsys, "train", "--model", "gru", "--help")
+    assert "Defaults shown are --model gru's." in gru
+    for text in ("training steps (default 10,000)", "initial learning rate (default 0.0005)", "(default adamw)"):
+        assert text in gru, text
+    assert "--n-embd2" in gru and "--n-hidden" not in gru  # the gru's sizes only, at its defaults
+    gpt = _help(capsys, "train", "--model=gpt", "--help")
+    assert "training steps (default 2,000)" in gpt and "(default cosine)" in gpt and "(default 0.001)" in gpt
+    plain = _help(capsys, "train", "--help")
+    assert "Defaults depend on --model" in plain
+    assert "(default 200,000 for mlp, wavenet, deep; 10,000 for bigram, bengio, rnn, gru, bow, transformer" in plain
+    bow = _help(capsys, "sweep", "--model", "bow", "--help")
+    assert "steps per model (default 10,000)" in bow and "comma-separated (default 0.0005)" in bow
+    assert "(default 200,000)" in _help(capsys, "sweep", "--help")  # sweep's --model defaults to mlp
+    assert "embedding size (default 64)" in _help(capsys, "check", "--model", "bengio", "--help")
+
+
+@pytest.mark.parametrize("cmd", ["check", "train", "sample", "diagnose", "bench", "sweep"])
+def test_a_misspelled_flag_names_the_nearest_one(capsys, cmd):
+    flag = {"sample": "--seed", "diagnose": "--run", "bench": "--repeats", "check": "--float64"}.get(cmd, "--steps")
+    required = {"sample": ["--run", "r"], "diagnose": ["--run", "r"]}.get(cmd, [])
+    typo = flag[:-1] + "z" + flag[-1:]  # --stepzs, --seezd, ...
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args([cmd, *required, typo + "=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, err
+    assert f"unrecognized argument {typo}; did you mean {flag}?" in err[0] and f"bpjax {cmd}: error:" in err[0]
+
+
+def test_a_misspelled_command_or_choice_names_the_nearest_one(capsys):
+    for argv, near in ((["trian"], "train"), (["train", "--model", "gruu"], "gru")):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and re.search(f"(did you|maybe you) mean '?{near}'?", err[0]), err

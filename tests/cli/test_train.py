@@ -14,12 +14,19 @@ def test_cli_train_resume_and_sample(names_path, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "      0/    400:" in r.stdout
-    r = cli("train", "--resume", str(out), "--steps", "5")
-    assert r.returncode == 2 and "drop --steps" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert_one_line_error(cli("train", "--resume", str(out), "--batch-size", "5"), "drop --batch-size")
+    assert_one_line_error(cli("train", "--resume", str(out), "--steps", "5"), "a run is extended, not shortened")
     r = cli("train", "--resume", str(out), "--data", str(names_path))
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "metrics.json").read_text())["resumed_from"] == 200
     assert "val " in r.stdout
+    r = cli("train", "--resume", str(out), "--steps", "1e3")  # the notebook's decay at half the steps: passed
+    assert_one_line_error(r, "decays at half its steps (step 200)")
+    assert "pass --lr-decay-step 200 to keep the decay where it was" in r.stderr
+    r = cli("train", "--resume", str(out), "--steps", "500", "--lr-decay-step", "200", "--no-progress")
+    assert r.returncode == 0 and "steps 400→500" in r.stdout, r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 500 and m["extensions"][0]["after"] == {"steps": 500, "lr_decay_step": 200}
     r = cli("sample", "--run", str(out), "-n", "7", "--seed", "3")
     names = r.stdout.split()
     assert r.returncode == 0 and len(names) == 7 and all(n.endswith((".", "…")) for n in names)

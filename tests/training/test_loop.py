@@ -166,6 +166,38 @@ def test_a_signal_during_start_up_leaves_a_run_that_resumes_to_the_same_result(
     assert done.metrics["status"] == "complete" and done.metrics["val_loss"] == reference["val_loss"]
 
 
+def test_ctrl_c_during_start_up_stops_without_evaluating_and_resumes(names_path, tmp_path, reference):
+    """SIGINT as soon as the header prints (while JAX compiles): the run ends with no evaluation of
+    zero steps, exit 130, and --resume finishes it to the uninterrupted result."""
+    import signal
+    import subprocess
+    import sys
+
+    run = tmp_path / "r"
+    argv = ["--data", str(names_path), "--n-hidden", "16", "--steps", "300", "--chunk", "100", "--no-progress"]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "bpjax", "train", *argv, "--out", str(run)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        header = p.stdout.readline()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert header.startswith("bpjax train: mlp") and p.returncode == 130, (header, out, err)
+    assert "val " not in out and "stopped before step 0: nothing trained" in out, out
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["status"] == "interrupted" and m["signal"] == "SIGINT" and m["steps"] == 0
+    assert not any(k.endswith("_loss") for k in m) and not (run / "loss.png").exists()
+    res = run_cli("train", "--resume", str(run), "--no-progress")
+    assert res.returncode == 0, res.stderr
+    done = json.loads((run / "metrics.json").read_text())
+    assert done["status"] == "complete" and done["val_loss"] == reference["val_loss"]
+
+
 @pytest.mark.parametrize(
     "lost", [("checkpoint.npz", "history.npz", "metrics.json", "loss.png"), ("metrics.json", "loss.png")]
 )

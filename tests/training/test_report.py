@@ -1,6 +1,7 @@
 """Reporting: the notebook's progress lines, the averaging window of a loss curve, the plots."""
 
 import io
+import time
 
 import numpy as np
 
@@ -32,6 +33,21 @@ def test_progress_lines_print_each_multiple_of_every():
         "     50/    100: 2.1525",
         "     75/    100: 1.6154",
     ]
+
+
+def test_the_bar_is_tqdms_on_a_terminal_only(capsys):
+    out = io.StringIO()
+    p = Progress(total=100, start=20, every=50, out=out, bar=True)
+    p.lines(20, np.full(40, 2.0))
+    time.sleep(0.15)  # past tqdm's mininterval (0.1 s): the update is drawn
+    p.update(60)
+    p.close()
+    err = capsys.readouterr().err
+    assert "60.0/100" in err and "step/s" in err and out.getvalue() == "     50/    100: 2.0000\n"
+    quiet = Progress(total=100, start=0, every=50, out=out)  # None: a bar only if stderr is a terminal
+    quiet.update(50)
+    quiet.close()
+    assert capsys.readouterr().err == ""
 
 
 def test_plots_are_written_with_matplotlib(tmp_path, require):
