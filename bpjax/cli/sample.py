@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import ConfigError
+from ..training.sample import DRAWS
 from .args import integer, positive_int, seed
 
 HELP = "sample names (or a text model's characters) from a trained run"
@@ -20,6 +21,13 @@ def add_args(s) -> None:
         type=positive_int,
         default=50,
         help="cap on a name's length (default 50; a sequence model writes at most its T characters)",
+    )
+    s.add_argument(
+        "--draw",
+        choices=DRAWS,
+        default="inverse-cdf",
+        help="how a character is drawn: inverse-cdf (one uniform per name and step, the fast default) or "
+        "gumbel (jax.random.categorical: bpjax 0.1.0's names for a seed)",
     )
     t = s.add_argument_group("a text model (gpt)")
     t.add_argument("--prompt", help="the text to continue (default a newline, as nanoGPT's sample.py)")
@@ -39,7 +47,7 @@ def run(args) -> int:
                 f"--{given[0].replace('_', '-')} is for a text model; {args.run} is a "
                 f"{run.model.name} run (it samples names: -n, --max-len)"
             )
-        for name in run.iter_sample(n=args.n, seed=args.seed, max_len=args.max_len):  # printed as drawn
+        for name in run.iter_sample(n=args.n, seed=args.seed, max_len=args.max_len, draw=args.draw):  # printed as drawn
             print(name)
         return 0
     prompt = "\n" if args.prompt is None else args.prompt

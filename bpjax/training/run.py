@@ -76,12 +76,13 @@ class Run:
 
         return split_losses(self.model, self.params, self.bn_stats, splits, (split,))[f"{split}_loss"]
 
-    def sample(self, n: int = 20, seed: int = 0, max_len: int = 50) -> list[str]:
+    def sample(self, n: int = 20, seed: int = 0, max_len: int = 50, draw: str = "inverse-cdf") -> list[str]:
         """``n`` names (see :func:`bpjax.sample.sample_names`); drawn in batches of
-        :data:`bpjax.sample.SAMPLE_CHUNK`, so memory does not grow with ``n``."""
-        return list(self.iter_sample(n, seed, max_len))
+        :data:`bpjax.sample.SAMPLE_CHUNK`, so memory does not grow with ``n``. ``draw="gumbel"``:
+        bpjax 0.1.0's draws (its names for a seed)."""
+        return list(self.iter_sample(n, seed, max_len, draw))
 
-    def iter_sample(self, n: int = 20, seed: int = 0, max_len: int = 50):
+    def iter_sample(self, n: int = 20, seed: int = 0, max_len: int = 50, draw: str = "inverse-cdf"):
         """:meth:`sample`, yielding each batch's names as soon as it is drawn (``bpjax sample``)."""
         from .sample import iter_sample_names
 
@@ -95,6 +96,7 @@ class Run:
             key=jax.random.key(seed),
             max_len=max_len,
             layout=self.model.data,
+            draw=draw,
         )
 
     def generate(

@@ -25,6 +25,12 @@ SAMPLE_CHUNK = 16384
 call), batch ``i`` uses ``fold_in(key, i)``. Larger batches pay little more: ~196k names/s at 16,384,
 ~172k at 4,096 (the notebook's MLP, this 2-core CPU)."""
 MAX_LEN_LIMIT = 10_000
+GUMBEL_CHUNK = 4096
+"""The batch of ``draw="gumbel"``: bpjax 0.1.0's, so a seed gives 0.1.0's names beyond the first 4,096 too."""
+DRAWS = ("inverse-cdf", "gumbel")
+"""How a character is drawn from its distribution: ``inverse-cdf`` (:func:`categorical`, one uniform
+per name and step; the default) or ``gumbel`` (``jax.random.categorical``, a Gumbel per vocabulary
+entry: bpjax 0.1.0's draws, the same names for a seed, at about a third of the speed)."""
 
 
 def categorical(key, logits) -> jax.Array:
@@ -56,32 +62,38 @@ def _until_every_row_ends(draw, first, n: int, steps: int):
     return jax.lax.while_loop(cond, body, start)[2].T
 
 
-@partial(jax.jit, static_argnames=("logits_eval", "n", "block_size", "max_len"))
-def _sample_ids(logits_eval, params, bn_stats, key, *, n: int, block_size: int, max_len: int):
+def _drawer(draw: str):
+    if draw == "gumbel":
+        return lambda key, logits: jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+    return categorical
+
+
+@partial(jax.jit, static_argnames=("logits_eval", "n", "block_size", "max_len", "draw"))
+def _sample_ids(logits_eval, params, bn_stats, key, *, n: int, block_size: int, max_len: int, draw: str):
     """Token ids ``[n, max_len]``: each row is a name followed by ``0`` ('.') and anything after.
     Draw ``t``'s key is ``split(key, max_len)[t]``."""
     keys = jax.random.split(key, max_len)
 
-    def draw(t, context):
-        ix = categorical(keys[t], logits_eval(params, bn_stats, context))
+    def step(t, context):
+        ix = _drawer(draw)(keys[t], logits_eval(params, bn_stats, context))
         return jnp.concatenate([context[:, 1:], ix[:, None]], axis=1), ix
 
-    return _until_every_row_ends(draw, jnp.zeros((n, block_size), jnp.int32), n, max_len)
+    return _until_every_row_ends(step, jnp.zeros((n, block_size), jnp.int32), n, max_len)
 
 
-@partial(jax.jit, static_argnames=("logits_eval", "n", "T"))
-def _sample_sequence_ids(logits_eval, params, stats, key, *, n: int, T: int):
+@partial(jax.jit, static_argnames=("logits_eval", "n", "T", "draw"))
+def _sample_sequence_ids(logits_eval, params, stats, key, *, n: int, T: int, draw: str):
     """Token ids ``[n, T]`` from a sequence model (``logits_eval``: ``X`` [n, T] -> [n, T, V]):
     ``X`` starts as the start token 0; step ``t`` samples from position ``t``'s logits and writes
     the token at ``t + 1``. Causal models see only positions ``<= t``, so the zeros ahead do not matter."""
     keys = jax.random.split(key, T)
 
-    def draw(t, X):
+    def step(t, X):
         logits = jax.lax.dynamic_index_in_dim(logits_eval(params, stats, X), t, axis=1, keepdims=False)
-        ix = categorical(keys[t], logits)
+        ix = _drawer(draw)(keys[t], logits)
         return jax.lax.dynamic_update_index_in_dim(X, ix, jnp.minimum(t + 1, T - 1), axis=1), ix
 
-    return _until_every_row_ends(draw, jnp.zeros((n, T), jnp.int32), n, T)
+    return _until_every_row_ends(step, jnp.zeros((n, T), jnp.int32), n, T)
 
 
 def iter_sample_names(
@@ -95,22 +107,25 @@ def iter_sample_names(
     key=None,
     max_len: int = 50,
     layout: str = "windows",
+    draw: str = "inverse-cdf",
 ):
-    """:func:`sample_names` in batches of :data:`SAMPLE_CHUNK`, yielding names as each is drawn. The
+    """:func:`sample_names` in batches of :data:`SAMPLE_CHUNK` (:data:`GUMBEL_CHUNK` for ``draw="gumbel"``),
+    yielding names as each is drawn. The
     next batch is drawn on the device while this one is decoded and written (JAX's asynchronous
     dispatch), so a huge ``n`` streams at the sampler's speed."""
     if not 1 <= max_len <= MAX_LEN_LIMIT:
         raise ConfigError(f"max-len must be between 1 and {MAX_LEN_LIMIT:,}, got {max_len}")
     key = jax.random.key(0) if key is None else key
 
-    def draw(i, start):
+    def dispatch(i, start):
         k = key if i == 0 else jax.random.fold_in(key, i)
-        return _draw_ids(logits_eval, params, bn_stats, block_size, min(SAMPLE_CHUNK, n - start), k, max_len, layout)
+        return _draw_ids(logits_eval, params, bn_stats, block_size, min(chunk, n - start), k, max_len, layout, draw)
 
-    batches = enumerate(range(0, n, SAMPLE_CHUNK))  # lazy: a huge n holds one batch at a time
-    pending = [draw(*b) for b in _take(batches, 1)]
+    chunk = GUMBEL_CHUNK if draw == "gumbel" else SAMPLE_CHUNK
+    batches = enumerate(range(0, n, chunk))  # lazy: a huge n holds one batch at a time
+    pending = [dispatch(*b) for b in _take(batches, 1)]
     while pending:
-        pending += [draw(*b) for b in _take(batches, 1)]  # dispatched before this batch is decoded
+        pending += [dispatch(*b) for b in _take(batches, 1)]  # dispatched before this batch is decoded
         yield from decode_names(np.asarray(pending.pop(0)), vocab)
 
 
@@ -118,11 +133,13 @@ def _take(it, k: int) -> list:
     return list(itertools.islice(it, k))
 
 
-def _draw_ids(logits_eval, params, bn_stats, block_size, n, key, max_len, layout) -> jax.Array:
+def _draw_ids(logits_eval, params, bn_stats, block_size, n, key, max_len, layout, draw) -> jax.Array:
     """One batch's ids on the device: ``[n, <= max_len]`` (not yet waited for)."""
+    if draw not in DRAWS:
+        raise ConfigError(f"draw must be one of {', '.join(DRAWS)}, got {draw!r}")
     if layout == "sequences":
-        return _sample_sequence_ids(logits_eval, params, bn_stats, key, n=n, T=block_size)[:, :max_len]
-    return _sample_ids(logits_eval, params, bn_stats, key, n=n, block_size=block_size, max_len=max_len)
+        return _sample_sequence_ids(logits_eval, params, bn_stats, key, n=n, T=block_size, draw=draw)[:, :max_len]
+    return _sample_ids(logits_eval, params, bn_stats, key, n=n, block_size=block_size, max_len=max_len, draw=draw)
 
 
 def decode_names(ids: np.ndarray, vocab: Vocab) -> list[str]:
@@ -160,16 +177,17 @@ def sample_names(
     key=None,
     max_len: int = 50,
     layout: str = "windows",
+    draw: str = "inverse-cdf",
 ) -> list[str]:
     """``n`` names, each ending in ``'.'`` (or cut at ``max_len`` characters, marked ``'…'``).
 
     ``logits_eval(params, bn_stats, X)``: the model's eval-mode logits (``mlp.logits_eval``).
     ``layout``: the model's data layout; a sequence model writes at most ``block_size`` characters
-    (its T: the longest word + 1).
+    (its T: the longest word + 1). ``draw``: one of :data:`DRAWS`.
     """
     key = jax.random.key(0) if key is None else key
     return decode_names(
-        np.asarray(_draw_ids(logits_eval, params, bn_stats, block_size, n, key, max_len, layout)), vocab
+        np.asarray(_draw_ids(logits_eval, params, bn_stats, block_size, n, key, max_len, layout, draw)), vocab
     )
 
 

@@ -275,9 +275,13 @@ def old_runs(tmp_path):
 @pytest.mark.parametrize("model", ["mlp", "wavenet"])
 def test_0_1_0_run_directory_samples_as_0_1_0_did(old_runs, model):
     runs, expected = old_runs
-    r = run_cli("sample", "--run", str(runs / model), "-n", "5", "--seed", "1")
+    r = run_cli("sample", "--run", str(runs / model), "-n", "5", "--seed", "1", "--draw", "gumbel")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == expected[model]["sample_seed1_n5"]
+    assert r.stdout.split() == expected[model]["sample_seed1_n5"]  # 0.1.0's draws, its names
+    fast = run_cli("sample", "--run", str(runs / model), "-n", "5", "--seed", "1")  # today's inverse-CDF draws
+    assert fast.returncode == 0, fast.stderr
+    names = fast.stdout.split()
+    assert len(names) == 5 and all(n.endswith(".") for n in names) and names != expected[model]["sample_seed1_n5"]
 
 
 def state_digest(checkpoint) -> str:
