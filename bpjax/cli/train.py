@@ -35,7 +35,7 @@ def add_args(t) -> None:
 def add_parallel_args(t) -> None:
     from ..training.distributed import one_core_models
 
-    g = t.add_argument_group("parallel (data-parallel over a 1-D device mesh; see the README)")
+    g = t.add_argument_group("parallel (data-parallel over a 1-D device mesh; see docs/gpu.md)")
     g.add_argument(
         "--devices",
         type=positive_int,
