@@ -9,7 +9,6 @@ Text is drawn one character per compiled call (:func:`generate_text`), so it str
 
 from __future__ import annotations
 
-import itertools
 from functools import partial
 
 import jax
@@ -109,28 +108,24 @@ def iter_sample_names(
     layout: str = "windows",
     draw: str = "inverse-cdf",
 ):
-    """:func:`sample_names` in batches of :data:`SAMPLE_CHUNK` (:data:`GUMBEL_CHUNK` for ``draw="gumbel"``),
-    yielding names as each is drawn. The
-    next batch is drawn on the device while this one is decoded and written (JAX's asynchronous
-    dispatch), so a huge ``n`` streams at the sampler's speed."""
+    """:func:`sample_names` in batches of :data:`SAMPLE_CHUNK` (:data:`GUMBEL_CHUNK` for
+    ``draw="gumbel"``), yielding names as each batch is drawn. The next batch is drawn on the device
+    while this one is decoded and written (JAX's asynchronous dispatch), so a huge ``n`` streams at
+    the sampler's speed, one batch ahead and no more in memory."""
     if not 1 <= max_len <= MAX_LEN_LIMIT:
         raise ConfigError(f"max-len must be between 1 and {MAX_LEN_LIMIT:,}, got {max_len}")
     key = jax.random.key(0) if key is None else key
+    starts = range(0, n, GUMBEL_CHUNK if draw == "gumbel" else SAMPLE_CHUNK)
 
-    def dispatch(i, start):
+    def dispatch(i):
         k = key if i == 0 else jax.random.fold_in(key, i)
-        return _draw_ids(logits_eval, params, bn_stats, block_size, min(chunk, n - start), k, max_len, layout, draw)
+        size = min(starts.step, n - starts[i])
+        return _draw_ids(logits_eval, params, bn_stats, block_size, size, k, max_len, layout, draw)
 
-    chunk = GUMBEL_CHUNK if draw == "gumbel" else SAMPLE_CHUNK
-    batches = enumerate(range(0, n, chunk))  # lazy: a huge n holds one batch at a time
-    pending = [dispatch(*b) for b in _take(batches, 1)]
-    while pending:
-        pending += [dispatch(*b) for b in _take(batches, 1)]  # dispatched before this batch is decoded
-        yield from decode_names(np.asarray(pending.pop(0)), vocab)
-
-
-def _take(it, k: int) -> list:
-    return list(itertools.islice(it, k))
+    ahead = dispatch(0) if starts else None
+    for i in range(len(starts)):
+        ids, ahead = ahead, dispatch(i + 1) if i + 1 < len(starts) else None
+        yield from decode_names(np.asarray(ids), vocab)
 
 
 def _draw_ids(logits_eval, params, bn_stats, block_size, n, key, max_len, layout, draw) -> jax.Array:
