@@ -71,7 +71,7 @@ def disagreement(old: Config, new: Config, step: int) -> str | None:
 def record(run_dir: Path, meta: dict, old: Config, new: Config, step: int) -> list:
     """Write ``run_dir``'s ``config.json`` (``meta``, as read) with ``new`` and this extension added to
     its ``"extensions"``; returns them all. The checkpoint, written before, still belongs to the run
-    (:func:`before_last`) until the extended run's first."""
+    (:func:`earlier`) until the extended run's first."""
     changed = [k for k in EXTENDED if getattr(old, k) != getattr(new, k)]
     ext = {
         "at_step": step,
@@ -89,14 +89,18 @@ def extensions(meta) -> list:
     return [e for e in ext if isinstance(e, dict)] if isinstance(ext, list) else []
 
 
-def before_last(meta, cfg: Config) -> Config | None:
-    """``cfg`` as it was before the run's last extension (None if it has none): the config a
-    checkpoint written before that extension belongs to."""
-    ext = extensions(meta)
-    before = ext[-1].get("before") if ext else None
-    if not isinstance(before, dict) or not set(before) <= set(EXTENDED):
-        return None
-    try:
-        return cfg.replace(**before)
-    except (ConfigError, TypeError):
-        return None
+def earlier(meta, cfg: Config) -> list[Config]:
+    """``cfg`` as it was before each of the run's extensions, the last undone first: the configs a
+    checkpoint written before an extension belongs to (several extensions can pass with no checkpoint
+    between them, each stopped before its first). The walk stops at a record it cannot undo."""
+    out = []
+    for ext in reversed(extensions(meta)):
+        before = ext.get("before")
+        if not isinstance(before, dict) or not set(before) <= set(EXTENDED):
+            break
+        try:
+            cfg = cfg.replace(**before)
+        except (ConfigError, TypeError):
+            break
+        out.append(cfg)
+    return out

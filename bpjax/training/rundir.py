@@ -37,7 +37,7 @@ from ..models import Model
 from ..models.files import load_recorded
 from .config import Config
 from .distributed import usable_cores
-from .extend import before_last
+from .extend import earlier
 from .optim import make_optimizer
 from .run import History, Run
 
@@ -314,10 +314,10 @@ def load_checkpoint(run_dir: Path, cfg: Config, vocab: Vocab, data_sha256: str |
 
 
 def _identities(run_dir: Path, cfg: Config, vocab: Vocab, data_sha256: str) -> set[str]:
-    """The run's :func:`run_identity`, and its identity before its last extension (a checkpoint
+    """The run's :func:`run_identity`, and its identities before its extensions (a checkpoint
     written before ``--resume --steps`` extended the run is still its own, until the next one)."""
-    before = before_last(read_json(run_dir / "config.json"), cfg) if (run_dir / "config.json").is_file() else None
-    return {run_identity(c, vocab, data_sha256) for c in (cfg, before) if c is not None}
+    before = earlier(read_json(run_dir / "config.json"), cfg) if (run_dir / "config.json").is_file() else []
+    return {run_identity(c, vocab, data_sha256) for c in (cfg, *before)}
 
 
 MAX_JSON_BYTES = 16 * 2**20  # a run's config.json, vocab.json and metrics.json are a few kB

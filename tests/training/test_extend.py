@@ -62,12 +62,16 @@ def test_a_stopped_run_extends_and_its_record_survives_a_later_resume(names_path
     tr_dir = tmp_path / "r"
     cfg = load_run(tr_dir).config
     meta = json.loads((tr_dir / "config.json").read_text())
-    extend.record(
-        tr_dir, meta, cfg, extend.extended(cfg, 25, tr_dir, steps=90), 25
-    )  # as --steps 90 would, then kill -9
-    assert load_run(tr_dir).config.steps == 90  # the old checkpoint still belongs to the run
+    mid = extend.extended(cfg, 25, tr_dir, steps=75)
+    meta = {**meta, "extensions": extend.record(tr_dir, meta, cfg, mid, 25)}  # as --steps 75, then kill -9
+    meta["config"] = mid.to_json()
+    extend.record(tr_dir, meta, mid, extend.extended(mid, 25, tr_dir, steps=90), 25)  # --steps 90, killed again
+    assert load_run(tr_dir).config.steps == 90  # the step-25 checkpoint still belongs to the run, twice extended
     done = fit(resume=tr_dir, verbose=False)  # a plain resume goes on to the recorded 90
-    assert done.metrics["extensions"] == [{"at_step": 25, "before": {"steps": 60}, "after": {"steps": 90}}]
+    assert done.metrics["extensions"] == [
+        {"at_step": 25, "before": {"steps": 60}, "after": {"steps": 75}},
+        {"at_step": 25, "before": {"steps": 75}, "after": {"steps": 90}},
+    ]
     assert_same_run(done, straight)
 
 
