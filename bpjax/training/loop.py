@@ -107,7 +107,7 @@ def fit(
                 discard_if_untrained(tr)
             raise
         finally:
-            if tr is not None and tr.scalars is not None:
+            if tr is not None:
                 tr.scalars.close()  # flushed, whatever ended the run
             if tr is not None and tr.lock is not None:
                 tr.lock.release()
@@ -286,6 +286,8 @@ def checkpoint(tr: Training, bn=None) -> None:
         return
     p, st = to_local(tr.params), to_local(tr.state)
     bn = tr.cfg.spec.eval_stats(p, st, tr.splits["train"][0]) if bn is None else bn
+    tr.scalars.sync(tr)  # on disk before the checkpoint: a resume writes only the steps after it
+    tr.scalars.flush()
     if tr.recorder is not None:  # first: a kill between the two leaves records ahead, never behind
         from . import diagnostics
 

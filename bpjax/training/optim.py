@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ..errors import ConfigError
@@ -103,6 +104,20 @@ def schedule(cfg) -> optax.GradientTransformation:
         min_lr = cfg.lr / 10 if cfg.min_lr is None else cfg.min_lr
         return scale_by_warmup_cosine(cfg.lr, min_lr, cfg.warmup_steps, cfg.steps)
     return scale_by_step_decay(cfg.lr, cfg.decay_step, cfg.lr_decay_factor)
+
+
+def learning_rate(cfg, step: int) -> float:
+    """The rate :func:`schedule` applies at update ``step`` (0-based), on the host, in float32 as its
+    transformations compute it (TensorBoard's ``lr``; a test holds it to the optimizer's updates)."""
+    lr = np.float32(cfg.lr)
+    if cfg.schedule == "cosine":
+        min_lr = np.float32(cfg.lr / 10 if cfg.min_lr is None else cfg.min_lr)
+        warmup, t = cfg.warmup_steps, np.float32(step)
+        if step < warmup:
+            return float(lr * (t + 1) / np.float32(warmup + 1))
+        ratio = np.clip((t - warmup) / np.float32(max(cfg.steps - warmup, 1)), 0, 1)
+        return float(min_lr + np.float32(0.5) * (1 + np.cos(np.float32(np.pi) * ratio)) * (lr - min_lr))
+    return float(lr if step < cfg.decay_step else np.float32(float(cfg.lr) * float(cfg.lr_decay_factor)))
 
 
 def matrices(params):

@@ -32,6 +32,7 @@ from .rundir import (
     write_run_start,
 )
 from .step import init_train_state
+from .tensorboard import NoScalars
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Training:
     lock: RunLock | None = None
     recorder: object = None  # diagnostics.Recorder, with --diagnose-every or --verify-every
     saved_step: int | None = None  # the step of the run directory's checkpoint (None: none yet)
-    scalars: object = None  # tensorboard.Scalars: the run directory's TensorBoard scalars (process 0)
+    scalars: object = field(default_factory=NoScalars)  # tensorboard's open_scalars: the run's (process 0)
     extensions: list = field(default_factory=list)  # config.json's record of --resume --steps (extend.py)
 
     @property

@@ -33,26 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError
+from .optim import learning_rate
 
 TRAIN_POINTS = 1000
 """About this many ``loss/train_batch`` points a run (TensorBoard keeps 1,000 of a tag by default)."""
 FLUSH_SECONDS = 10
 """How often the background writer flushes (a live ``tensorboard`` sees a running run's progress)."""
 PATTERN = "events.out.tfevents.*"
-
-
-def learning_rate(cfg, step: int) -> float:
-    """The rate ``cfg``'s schedule applies at update ``step`` (0-based), as :mod:`~bpjax.training.optim`'s
-    transformations compute it (in float32)."""
-    lr = np.float32(cfg.lr)
-    if cfg.schedule == "cosine":
-        min_lr = np.float32(cfg.lr / 10 if cfg.min_lr is None else cfg.min_lr)
-        warmup, t = cfg.warmup_steps, np.float32(step)
-        if step < warmup:
-            return float(lr * (t + 1) / np.float32(warmup + 1))
-        ratio = np.clip((t - warmup) / np.float32(max(cfg.steps - warmup, 1)), 0, 1)
-        return float(min_lr + np.float32(0.5) * (1 + np.cos(np.float32(np.pi) * ratio)) * (lr - min_lr))
-    return float(lr if step < cfg.decay_step else np.float32(float(cfg.lr) * float(cfg.lr_decay_factor)))
 
 
 def train_window(cfg) -> int:
@@ -146,6 +133,11 @@ class Scalars:
         if self.writer is not None:
             self.writer.flush()
 
+    def flush(self) -> None:
+        """What is written, on disk (before a checkpoint: a resume from it writes only the steps after)."""
+        if self.writer is not None:
+            self.writer.flush()
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
@@ -158,6 +150,9 @@ class NoScalars:
         pass
 
     def finish(self, tr, metrics: dict) -> None:
+        pass
+
+    def flush(self) -> None:
         pass
 
     def close(self) -> None:

@@ -4,9 +4,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from bpjax import Config, fit
-from bpjax.training.optim import OPTIMIZERS, adamw_step_decay, make_optimizer, sgd_step_decay
+from bpjax.training.optim import (
+    OPTIMIZERS,
+    adamw_step_decay,
+    learning_rate,
+    make_optimizer,
+    scale_by_warmup_cosine,
+    sgd_step_decay,
+)
 
 
 def test_schedule():
@@ -126,3 +134,34 @@ def test_gpt_defaults_are_the_cpu_recipe():
         12,
     )
     assert cfg.sizes == {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "dropout": 0.0, "bias": False}
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(optimizer="sgd", lr=0.1, lr_decay_step=30, lr_decay_factor=0.1),
+        dict(optimizer="adamw", lr=3e-3, schedule="cosine", warmup_steps=10, min_lr=1e-4),
+    ],
+)
+def test_learning_rate_is_the_optimizers(kw):
+    """Host-side rates against the optimizer's own: its update of a gradient of ones, SGD's -rate."""
+    cfg = Config(steps=80, **kw)
+    rates = [learning_rate(cfg, t) for t in range(cfg.steps)]
+    if cfg.optimizer == "sgd":
+        tx, p = make_optimizer(cfg), {"w": jnp.zeros(())}
+
+        def step(state, _):
+            u, state = tx.update({"w": jnp.ones(())}, state, p)
+            return state, -u["w"]
+
+        _, got = jax.lax.scan(step, tx.init(p), None, length=cfg.steps)
+        np.testing.assert_array_equal(np.asarray(got), np.float32(rates))
+        assert rates[29] == np.float32(0.1) and rates[30] == np.float32(0.01)
+    else:
+        tx, p = scale_by_warmup_cosine(cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.steps), {"w": jnp.zeros(())}
+        state, got = tx.init(p), []
+        for _ in range(cfg.steps):
+            u, state = tx.update({"w": jnp.ones(())}, state, p)
+            got.append(-float(u["w"]))
+        np.testing.assert_allclose(got, rates, rtol=1e-6)
+        assert rates[0] == pytest.approx(3e-3 / 11) and rates[10] == pytest.approx(3e-3) and rates[-1] < 1.1e-4

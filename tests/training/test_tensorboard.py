@@ -4,7 +4,6 @@ import json
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -12,7 +11,6 @@ from bpjax import Config, fit
 from bpjax.errors import CheckpointError
 from bpjax.training import tensorboard as tb
 from bpjax.training.compare import read_history
-from bpjax.training.optim import make_optimizer
 from conftest import missing
 
 SMALL = dict(n_hidden=16, chunk=1000)
@@ -117,39 +115,6 @@ def test_diagnostics_series_are_the_records(names_path, tmp_path):
             assert ok.any(), (key, name)
             np.testing.assert_array_equal(s[f"{tag}/{name}"][0], a["diag_step"][ok])
             np.testing.assert_array_equal(s[f"{tag}/{name}"][1], want[ok].astype(np.float64))
-
-
-@pytest.mark.parametrize(
-    "kw",
-    [
-        dict(optimizer="sgd", lr=0.1, lr_decay_step=30, lr_decay_factor=0.1),
-        dict(optimizer="adamw", lr=3e-3, schedule="cosine", warmup_steps=10, min_lr=1e-4),
-    ],
-)
-def test_learning_rate_is_the_optimizers(kw):
-    """Host-side rates against the optimizer's own: its update of a gradient of ones, SGD's -rate."""
-    cfg = Config(steps=80, **kw)
-    rates = [tb.learning_rate(cfg, t) for t in range(cfg.steps)]
-    if cfg.optimizer == "sgd":
-        tx, p = make_optimizer(cfg), {"w": jnp.zeros(())}
-
-        def step(state, _):
-            u, state = tx.update({"w": jnp.ones(())}, state, p)
-            return state, -u["w"]
-
-        _, got = jax.lax.scan(step, tx.init(p), None, length=cfg.steps)
-        np.testing.assert_array_equal(np.asarray(got), np.float32(rates))
-        assert rates[29] == np.float32(0.1) and rates[30] == np.float32(0.01)
-    else:
-        from bpjax.training.optim import scale_by_warmup_cosine
-
-        tx, p = scale_by_warmup_cosine(cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.steps), {"w": jnp.zeros(())}
-        state, got = tx.init(p), []
-        for _ in range(cfg.steps):
-            u, state = tx.update({"w": jnp.ones(())}, state, p)
-            got.append(-float(u["w"]))
-        np.testing.assert_allclose(got, rates, rtol=1e-6)
-        assert rates[0] == pytest.approx(3e-3 / 11) and rates[10] == pytest.approx(3e-3) and rates[-1] < 1.1e-4
 
 
 def test_only_a_run_directory_on_process_0_is_written(tmp_path, monkeypatch):
