@@ -14,10 +14,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
-from ..errors import CheckpointError, ConfigError
-from .rundir import HISTORY, read_json
+from ..errors import ConfigError
+from .rundir import read_history, read_json_object
+from .runlock import lock_held
 
 MARKERS = ("config.json", "metrics.json")
 """The files that make a folder a run directory."""
@@ -52,52 +51,6 @@ def _run_dirs(top: Path):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
 
 
-def lock_held(run_dir: Path) -> bool:
-    """Whether a process holds ``run_dir/.lock`` (a run training now), asked without taking the lock:
-    Linux's ``/proc/locks`` lists the locked inodes; elsewhere, whether the pid in the file is alive."""
-    lock = run_dir / ".lock"
-    try:
-        st = lock.stat()
-    except OSError:
-        return False
-    try:
-        with open("/proc/locks") as f:
-            locks = f.read().split("\n")
-    except OSError:
-        locks = None
-    if locks is not None:  # "1: FLOCK  ADVISORY  WRITE 6399 00:2c:123456 0 EOF": major:minor:inode
-        return any("FLOCK" in line and any(f.endswith(f":{st.st_ino}") for f in line.split()) for line in locks)
-    try:
-        os.kill(int(lock.read_text().strip()), 0)
-    except (ValueError, OSError):
-        return False
-    return True
-
-
-def read_history(run_dir: Path) -> dict | None:
-    """``history.npz``'s arrays (``lossi`` [steps], ``eval_steps`` [k], ``eval_val`` [k]); None if absent."""
-    path = run_dir / HISTORY
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            h = {k: np.asarray(z[k]) for k in ("lossi", "eval_steps", "eval_val")}
-    except Exception as e:
-        raise CheckpointError(f"{path} is corrupt ({e.__class__.__name__}); the run directory is damaged") from None
-    if any(a.ndim != 1 for a in h.values()) or len(h["eval_steps"]) != len(h["eval_val"]):
-        raise CheckpointError(f"{path} is malformed (its arrays' shapes); the run directory is damaged")
-    return h
-
-
-def _object(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    obj = read_json(path)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path} is not a JSON object; the run directory is damaged")
-    return obj
-
-
 def summary(run_dir) -> dict:
     """One row: ``{"run", "model", "n_params", "steps", "total", "train", "val", "test",
     "steps_per_second", "status", "settings", "history"}`` (None where the run does not record it;
@@ -105,7 +58,10 @@ def summary(run_dir) -> dict:
     config.json's settings and sizes, with ``data``, the data file's name; ``history``:
     :func:`read_history`'s)."""
     d = Path(run_dir)
-    meta, metrics = _object(d / "config.json"), _object(d / "metrics.json")
+    meta, metrics = (
+        read_json_object(d / "config.json", optional=True),
+        read_json_object(d / "metrics.json", optional=True),
+    )
     cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
     history = read_history(d)

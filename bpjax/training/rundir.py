@@ -18,9 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import platform
-import re
 import warnings
 from pathlib import Path
 
@@ -75,61 +73,6 @@ def new_run_dir() -> Path:
     while d.exists():
         d, i = base.with_name(f"{base.name}-{i}"), i + 1
     return d
-
-
-class RunLock:
-    """One writer per run directory: an exclusive ``flock`` on ``run_dir/.lock``, held while a run
-    trains and removed when it ends. The kernel drops it when its process dies (even by ``kill -9``),
-    so a lock file left by a dead process is simply taken over. The file holds the writer's pid, for
-    the message."""
-
-    def __init__(self, run_dir: Path):
-        import fcntl
-
-        self.path = Path(run_dir) / ".lock"
-        while True:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
-                os.close(self._fd)
-                raise ConfigError(
-                    f"{run_dir} is being written by another bpjax process (pid {holder}); "
-                    "wait for it to finish or choose another --out"
-                ) from None
-            try:  # the file locked is still the one at the path (not one its last writer just removed)
-                if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
-            os.close(self._fd)
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, str(os.getpid()).encode(), 0)
-        remove_stale_temp_files(run_dir)
-
-    def release(self) -> None:
-        """Remove the lock file, then drop the lock: a finished run leaves no ``.lock``. (A process
-        that opened the file just before it went checks, once locked, that it locked the file at the
-        path, and opens it again otherwise.)"""
-        if self._fd is not None:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass  # a read-only or vanished directory: the kernel's lock still goes with the fd
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
-
-
-def remove_stale_temp_files(run_dir: Path) -> list[Path]:
-    """Delete the ``.NAME.XXXXXXXX.tmp`` files an atomic write leaves when its process is killed
-    mid-write (call with the run's lock held: nobody else is writing). Returns what was removed."""
-    gone = []
-    for f in Path(run_dir).glob(".*.tmp"):
-        if re.fullmatch(r"\..+\.[0-9a-f]{8}\.tmp", f.name) and f.is_file():
-            f.unlink(missing_ok=True)
-            gone.append(f)
-    return gone
 
 
 def check_new_run_dir(run_dir: Path) -> None:
@@ -250,16 +193,32 @@ def _load_npz(path: Path) -> dict:
         ) from None
 
 
-def _load_history(z: dict, path: Path, step: int) -> History:
+def _history_arrays(z: dict, path: Path, prefix: str = "") -> dict:
+    """``{"lossi", "eval_steps", "eval_val"}`` of a loaded npz (``prefix``: the checkpoint's ``history/``),
+    each checked: one axis, its kind, as many evaluation steps as values."""
     h = {}
     for k, kind in (("lossi", "f"), ("eval_steps", "iu"), ("eval_val", "f")):
-        a = z.get(f"history/{k}")
+        a = z.get(f"{prefix}{k}")
         if a is None or a.ndim != 1 or (a.size and a.dtype.kind not in kind):
             raise CheckpointError(f"{path}: the loss history ({k}) is missing or malformed")
         h[k] = a
-    if len(h["lossi"]) != step or len(h["eval_steps"]) != len(h["eval_val"]):
+    if len(h["eval_steps"]) != len(h["eval_val"]):
+        raise CheckpointError(f"{path}: the loss history's evaluation steps and values differ in length")
+    return h
+
+
+def _load_history(z: dict, path: Path, step: int) -> History:
+    h = _history_arrays(z, path, "history/")
+    if len(h["lossi"]) != step:
         raise CheckpointError(f"{path}: the loss history does not match step {step}; the checkpoint is damaged")
     return History.from_arrays(h)
+
+
+def read_history(run_dir: Path) -> dict | None:
+    """``history.npz``'s arrays (``lossi`` [steps], ``eval_steps`` [k], ``eval_val`` [k]), checked as
+    a checkpoint's; None where the run has none."""
+    path = Path(run_dir) / HISTORY
+    return _history_arrays(_load_npz(path), path) if path.is_file() else None
 
 
 def load_checkpoint(run_dir: Path, cfg: Config, vocab: Vocab, data_sha256: str | None = None):
@@ -338,6 +297,17 @@ def read_json(path: Path) -> dict:
         raise CheckpointError(f"{path} is {what}; the run directory is damaged") from None
 
 
+def read_json_object(path: Path, optional: bool = False) -> dict:
+    """:func:`read_json` of a file that must hold a JSON object (``{}`` for a missing one where
+    ``optional``); anything else is a :class:`CheckpointError`."""
+    if optional and not path.is_file():
+        return {}
+    obj = read_json(path)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} is not a JSON object; the run directory is damaged")
+    return obj
+
+
 def read_run_start(run_dir: Path, model: Model | None = None) -> tuple[Config, Vocab, str | None]:
     """What :func:`write_run_start` wrote: ``(config, vocabulary, the data's recorded SHA-256)``."""
     meta = read_json(run_dir / "config.json")
@@ -361,7 +331,7 @@ def load_run(run_dir, model: Model | None = None, diagnostics: bool = True) -> R
         raise CheckpointError(f"run directory {str(d)!r} does not exist")
     cfg, vocab, sha = read_run_start(d, model)
     params, opt_state, state, key_data, step, bn, history = load_checkpoint(d, cfg, vocab, sha)
-    metrics = read_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
+    metrics = read_json_object(d / "metrics.json", optional=True)
     from .diagnostics import recorder as D
 
     diag = None

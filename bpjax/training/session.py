@@ -21,7 +21,6 @@ from .optim import make_optimizer
 from .run import History, Run
 from .rundir import (
     CHECKPOINT,
-    RunLock,
     check_new_run_dir,
     data_info,
     load_run,
@@ -31,6 +30,7 @@ from .rundir import (
     read_run_start,
     write_run_start,
 )
+from .runlock import LOCK, RunLock
 from .step import init_train_state
 from .tensorboard import NoScalars
 
@@ -247,7 +247,7 @@ def discard_if_untrained(tr: Training) -> None:
     d = tr.run_dir
     if d is None or tr.resumed_from is not None or tr.step != 0 or (d / CHECKPOINT).exists() or not is_main():
         return
-    for name in ("config.json", "vocab.json", ".lock"):
+    for name in ("config.json", "vocab.json", LOCK):
         (d / name).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         d.rmdir()  # only if nothing else is in it

@@ -9,7 +9,7 @@ import pytest
 from bpjax import Config, fit
 from bpjax.errors import CheckpointError, ConfigError
 from bpjax.training import compare as C
-from bpjax.training.rundir import RunLock
+from bpjax.training.runlock import RunLock
 
 
 @pytest.fixture(scope="module")
