@@ -62,6 +62,7 @@ def summary(run_dir) -> dict:
         read_json_object(d / "config.json", optional=True),
         read_json_object(d / "metrics.json", optional=True),
     )
+    metrics = {k: v for k, v in metrics.items() if k in ("status", "model") or _number(v)}  # an edited value: absent
     cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
     history = read_history(d)
@@ -84,7 +85,7 @@ def summary(run_dir) -> dict:
         "model": cfg.get("model", metrics.get("model")),
         "n_params": metrics.get("n_params"),
         "steps": steps,
-        "total": cfg.get("steps"),
+        "total": cfg["steps"] if _number(cfg.get("steps")) else None,
         "train": None if status in ("running", "failed") else metrics.get("train_loss"),
         "val": val,
         "test": None if status in ("running", "failed") else metrics.get("test_loss"),
@@ -93,6 +94,10 @@ def summary(run_dir) -> dict:
         "settings": settings,
         "history": history,
     }
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def differing(rows: list[dict]) -> list[str]:

@@ -78,6 +78,12 @@ def test_damaged_files_are_one_error(two_runs, tmp_path):
     (run / "metrics.json").write_text("[1, 2]")
     with pytest.raises(CheckpointError, match="not a JSON object"):
         C.summary(run)
+    (run / "metrics.json").write_text(
+        '{"status": "complete", "steps": "many", "steps_per_second": "fast", "val_loss": [1]}'
+    )
+    row = C.summary(run)  # an edited value is shown as absent, never a traceback in the table or its sort
+    assert row["steps_per_second"] is None and row["n_params"] is None and isinstance(row["val"], float)
+    assert "fast" not in C.table([row, C.summary(two_runs / "a")])
     shutil.copy(two_runs / "a" / "metrics.json", run / "metrics.json")
     (run / "history.npz").write_bytes(b"PK\x03\x04 broken")
     with pytest.raises(CheckpointError, match="history.npz is corrupt"):
