@@ -10,7 +10,7 @@ The notebook's "Putting it all together", with its bug fixed (its loop reused ``
     run = fit(Config(model=my_model, steps=20_000))     # a Model of your own (see bpjax.models)
 
 Its sections read as nanoGPT's ``train.py`` does: start (or resume) the run; the loop over chunks
-(train, log, evaluate, checkpoint); finish (evaluate every split, write the results).
+(train, evaluate, checkpoint); finish (evaluate every split, write the results).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def fit(
             if params is not None:
                 checkpoint(tr)  # step 0 is the given parameters: a resume must not re-initialise
             log(banner(tr), flush=True)  # at once, through a pipe too
-            runner = train(tr, stop, log, verbose, progress_bar)
+            runner = train(tr, stop, verbose, progress_bar)
             return finish(tr, runner, stop, t_wall, log, save_plot)
         except ConfigError:
             if tr is not None:
@@ -116,7 +116,7 @@ def fit(
 # --------------------------------------------------------------------------------------------
 # The loop: chunks of steps, their losses, evaluation and checkpoints
 # --------------------------------------------------------------------------------------------
-def train(tr: Training, stop, log, verbose: bool = True, progress_bar=None) -> ChunkRunner:
+def train(tr: Training, stop, verbose: bool = True, progress_bar=None) -> ChunkRunner:
     """Train ``tr`` from its step to its end, chunk by chunk (:func:`~bpjax.training.chunk.plan`),
     until done or a stop signal: the notebook's progress lines (``verbose``) and a bar on a
     terminal (``progress_bar``). Returns the runner (its compile time)."""
@@ -147,7 +147,7 @@ def train(tr: Training, stop, log, verbose: bool = True, progress_bar=None) -> C
             if cfg.eval_every and tr.step % cfg.eval_every == 0 and tr.step < cfg.steps:
                 _, ev = evaluate(tr, ("val",))
                 tr.history.evals.append((tr.step, ev["val_loss"]))
-                log(f"{tr.step:7d}/{cfg.steps:7d}: val {ev['val_loss']:.4f}")
+                progress.write(f"{tr.step:7d}/{cfg.steps:7d}: val {ev['val_loss']:.4f}")  # above the bar
             if time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS and tr.step < tr.end:
                 checkpoint(tr)
                 last_checkpoint = time.perf_counter()

@@ -38,8 +38,13 @@ class Progress:
             return
         first = -(-step0 // self.every) * self.every
         for i in range(first, step0 + len(losses), self.every):
-            tqdm.write(f"{i:7d}/{self.total:7d}: {losses[i - step0]:.4f}", file=self.out)
-        self.out.flush()
+            self.write(f"{i:7d}/{self.total:7d}: {losses[i - step0]:.4f}")
+
+    def write(self, line: str) -> None:
+        """A line on ``out``, above the bar (none without ``out``)."""
+        if self.out is not None:
+            tqdm.write(line, file=self.out)
+            self.out.flush()
 
     def update(self, step: int, train_seconds: float | None = None) -> None:
         """Move the bar to ``step``; tqdm measures the rate and the ETA, from the first chunk on
