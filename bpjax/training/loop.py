@@ -371,11 +371,12 @@ def _metrics(tr: Training, ev: dict, status: str, compile_seconds: float, wall_s
         "mesh_devices": tr.mesh.size if tr.mesh is not None else 1,
         "process_count": jax.process_count(),
     }
-    if tr.history.evals:  # nanoGPT's figure: the best of its evaluations (its checkpoint is that step's)
+    if tr.history.evals:  # nanoGPT's figure, the best of its evaluations (it keeps that checkpoint; bpjax the last)
         m["best_val_step"], m["best_val_loss"] = min(tr.history.evals, key=lambda e: e[1])
     if tr.resumed_from is not None:
         m["resumed_from"] = tr.resumed_from
-        m.update({"extensions": tr.extensions} if tr.extensions else {})
+    if tr.extensions:
+        m["extensions"] = tr.extensions
     return m
 
 
