@@ -40,7 +40,7 @@ def check_checkout(nanogpt: Path) -> Path:
     missing = [n for n in need if not (nanogpt / n).is_file()]
     if missing:
         raise SystemExit(f"--nanogpt {str(nanogpt)!r} is not a nanoGPT checkout: no {', '.join(missing)}")
-    return nanogpt
+    return nanogpt.resolve()  # train.py runs from a temporary directory: a relative path would not hold there
 
 
 def prepare(work: Path, text: str, dataset: str = "bpjax_text") -> Vocab:

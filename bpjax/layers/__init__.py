@@ -15,6 +15,8 @@ it: the oracle), and ``<layer>``, the same function wrapped in ``jax.custom_vjp`
 ``recurrent``      ``rnn``, ``gru`` (backpropagation through time by hand)
 ``attention``      ``attention`` (causal self-attention, one layer)
 ``sequence``       ``causal_mean`` (BoW's causal average)
+``products``       ``matmul``, ``matmul_nt``, ``matmul_tn``, ``weight_grad``: the layers' matrix products
+                   in the forms XLA runs fastest (the same values as ``a @ b``, ``a @ b.T``, ``a.T @ b``)
 =================  ==========================================================================
 
 :data:`PLAIN` and :data:`MANUAL` are the one layer set (:class:`Layers`) in its two kinds: a model
@@ -39,7 +41,6 @@ from .dense import (
     linear_plain,
     tied_head,
     tied_head_plain,
-    weight_grad,
     wide,
 )
 from .dropout import dropout, dropout_plain
@@ -57,6 +58,7 @@ from .norm import (
     running_batchnorm,
     running_stats,
 )
+from .products import matmul, matmul_nt, matmul_tn, row_major, transposed, weight_grad
 from .recurrent import gru, gru_plain, rnn, rnn_plain
 from .sequence import causal_mean, causal_mean_plain
 
@@ -101,4 +103,5 @@ __all__ = [
     "tanh", "tanh_plain", "gelu", "gelu_plain", "gelu_exact", "gelu_exact_plain", "dropout", "dropout_plain",
     "add_positions", "add_positions_plain", "tied_head", "tied_head_plain", "rnn", "rnn_plain", "gru", "gru_plain",
     "attention", "attention_plain", "causal_mean", "causal_mean_plain",
+    "matmul", "matmul_nt", "matmul_tn", "row_major", "transposed",
 ]  # fmt: skip

@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from .base import with_backward
-from .dense import rows, weight_grad, wide
+from .dense import rows, wide
+from .products import matmul, matmul_nt, matmul_tn, row_major, weight_grad
 
 
 # --------------------------------------------------------------------------------------------
@@ -26,7 +27,7 @@ from .dense import rows, weight_grad, wide
 # --------------------------------------------------------------------------------------------
 def _heads(a, n_head: int):
     B, T, C = a.shape
-    return a.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3)  # [B, nh, T, hs]
+    return row_major(a.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3))  # [B, nh, T, hs]
 
 
 def _merge(a):
@@ -41,12 +42,12 @@ def _keep(key, p: float, shape):
 
 def _attention_parts(x, W_attn, b_attn, W_proj, b_proj, key=None, p: float = 0.0):
     C, n_head = x.shape[-1], W_attn.shape[2]
-    qkv = x @ W_attn.reshape(C, 3 * C)
+    qkv = matmul(x, W_attn.reshape(C, 3 * C))
     if b_attn is not None:  # the bias added in float32 at least, the heads' products in x's dtype
         qkv = (wide(qkv) + wide(b_attn.reshape(3 * C))).astype(x.dtype)
     q, k, v = (_heads(qkv[..., i * C : (i + 1) * C], n_head) for i in range(3))
     T = x.shape[1]
-    S = wide(q @ jnp.swapaxes(k, -1, -2)) * (1.0 / math.sqrt(C // n_head))
+    S = wide(matmul_nt(q, k)) * (1.0 / math.sqrt(C // n_head))
     S = jnp.where(jnp.tril(jnp.ones((T, T), bool)), S, -jnp.inf)
     S = S - jax.lax.stop_gradient(S.max(-1, keepdims=True))  # the diagonal is never masked: finite
     e = jnp.exp(S)
@@ -54,8 +55,8 @@ def _attention_parts(x, W_attn, b_attn, W_proj, b_proj, key=None, p: float = 0.0
     keep = _keep(key, p, P.shape)
     P_used = P if keep is None else jnp.where(keep, P * (1.0 / (1.0 - p)), 0.0)  # dropout on the probabilities
     P_used = P_used.astype(x.dtype)
-    y = _merge(P_used @ v)
-    out = wide(y @ W_proj)
+    y = _merge(matmul(P_used, v))
+    out = wide(matmul(y, W_proj))
     return (out if b_proj is None else out + wide(b_proj)), (q, k, v, P, keep, P_used, y)
 
 
@@ -74,12 +75,6 @@ def _attention_fwd(x, W_attn, b_attn, W_proj, b_proj, key=None, p=0.0):
     return out, (x, W_attn, b_attn, W_proj, b_proj, q, k, v, P, keep, P_used, y)  # the biases for shape and dtype
 
 
-def _t(a):
-    """``a`` with its last two axes swapped, materialised (the batched dot ``a^T @ b`` that contracts
-    ``a``'s rows misses XLA:CPU's fast GEMM path, as in :func:`bpjax.layers.dense.weight_grad`)."""
-    return jax.lax.optimization_barrier(jnp.swapaxes(a, -1, -2))
-
-
 def _attention_bwd(p, res, d_out):
     x, W_attn, b_attn, W_proj, b_proj, q, k, v, P, keep, P_used, y = res
     C, n_head = x.shape[-1], W_attn.shape[2]
@@ -87,16 +82,16 @@ def _attention_bwd(p, res, d_out):
     d_outc = d_out.astype(x.dtype)  # the products in the inputs' dtype
     d_W_proj = weight_grad(rows(y), rows(d_outc))
     d_b_proj = None if b_proj is None else rows(d_out).sum(0).astype(b_proj.dtype)
-    d_Yh = _heads(d_outc @ W_proj.T, n_head)
-    d_P = wide(d_Yh @ jnp.swapaxes(v, -1, -2))  # into the probabilities used
-    d_v = _t(P_used) @ d_Yh
+    d_Yh = _heads(matmul_nt(d_outc, W_proj), n_head)
+    d_P = wide(matmul_nt(d_Yh, v))  # into the probabilities used
+    d_v = matmul_tn(P_used, d_Yh)
     if keep is not None:  # through dropout: the kept entries, scaled
         d_P = jnp.where(keep, d_P * (1.0 / (1.0 - p)), 0.0)
     d_S = (P * (d_P - (d_P * P).sum(-1, keepdims=True)) * scale).astype(x.dtype)
-    d_q = d_S @ k
-    d_k = _t(d_S) @ q
+    d_q = matmul(d_S, k)
+    d_k = matmul_tn(d_S, q)
     d_qkv = jnp.concatenate([_merge(d_q), _merge(d_k), _merge(d_v)], -1)
-    d_x = d_qkv @ W_attn.reshape(C, 3 * C).T
+    d_x = matmul_nt(d_qkv, W_attn.reshape(C, 3 * C))
     d_W_attn = weight_grad(rows(x), rows(d_qkv)).reshape(W_attn.shape)
     d_b_attn = None if b_attn is None else wide(rows(d_qkv)).sum(0).reshape(b_attn.shape).astype(b_attn.dtype)
     return d_x, d_W_attn, d_b_attn, d_W_proj, d_b_proj, None

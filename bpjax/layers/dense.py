@@ -8,11 +8,11 @@ Weights are stored ``[in, out]`` (a PyTorch ``nn.Linear``'s weight transposed).
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from ..errors import ConfigError
 from .base import with_backward
+from .products import matmul, matmul_nt, weight_grad
 
 
 def wide(a):
@@ -29,27 +29,8 @@ def wide(a):
 def linear_plain(x, W, b=None):
     """``x`` [..., K] @ ``W`` [K, N] (+ ``b`` [N]) -> [..., N]. ``b=None``: no bias. The product is in
     the inputs' dtype; ``y`` in at least float32 (:func:`wide`)."""
-    y = wide(x @ W)
+    y = wide(matmul(x, W))
     return y if b is None else y + wide(b)
-
-
-def weight_grad(x, d_y):
-    """``x.T @ d_y`` for rows ``x`` [N, K] and ``d_y`` [N, M] -> [K, M]: a weight's gradient.
-
-    On XLA:CPU a dot that contracts the LHS's first axis misses the fast (YNN) GEMM path, and
-    its transposes are slow (~0.6 ns an element) and fuse their producers into a strided loop.
-    So one operand is transposed explicitly, behind optimization barriers (XLA cannot fold it
-    back into the dot): ``x.T`` (N·K elements), or, when that is more, ``d_y.T`` and the [M, K]
-    product, ``(d_y.T @ x).T`` (N·M + M·K). The value is the same. Measured (steps/s, same session):
-    Transformer ~103 -> 126-135 (with attention's transposed operands materialised too), BoW 1,816 ->
-    2,059, Bengio's MLP 2,065 -> 2,176; the MLP and WaveNet unchanged (the first rule alone, before
-    this choice: WaveNet 2,640 -> 3,080).
-    """
-    (n, k), m = x.shape, d_y.shape[1]
-    barrier = jax.lax.optimization_barrier
-    if n * m + m * k < n * k:
-        return barrier(barrier(d_y.T) @ x).T
-    return barrier(x.T) @ d_y
 
 
 def rows(a):
@@ -65,7 +46,7 @@ def _linear_bwd(res, d_y):
     x, W, b = res
     x2, d_y2 = rows(x), rows(d_y)
     d_yc = d_y2.astype(x.dtype)  # the products in the inputs' dtype
-    d_x = (d_yc @ W.T).reshape(x.shape)
+    d_x = matmul_nt(d_yc, W).reshape(x.shape)
     return d_x, weight_grad(x2, d_yc), None if b is None else d_y2.sum(0).astype(b.dtype)
 
 
@@ -142,7 +123,7 @@ add_positions = with_backward(
 def tied_head_plain(x, wte):
     """``x`` [..., C] @ ``wte`` [V, C] transposed -> logits [..., V] (at least float32): the head that
     shares the token embedding's weights (nanoGPT's ``lm_head.weight = wte.weight``)."""
-    return wide(x @ wte.T)
+    return wide(matmul_nt(x, wte))
 
 
 def _tied_head_fwd(x, wte):
@@ -152,7 +133,7 @@ def _tied_head_fwd(x, wte):
 def _tied_head_bwd(res, d_logits):
     x, wte = res
     x2, d2 = rows(x), rows(d_logits).astype(x.dtype)
-    return (d2 @ wte).reshape(x.shape), weight_grad(d2, x2)
+    return matmul(d2, wte).reshape(x.shape), weight_grad(d2, x2)
 
 
 tied_head = with_backward(

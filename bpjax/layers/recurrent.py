@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 
 from .base import with_backward
-from .dense import rows, weight_grad
+from .dense import rows
+from .products import weight_grad
 
 
 # --------------------------------------------------------------------------------------------

@@ -60,6 +60,16 @@ def test_its_output_is_parsed_and_rates_come_in_equal_blocks(peer):
         peer.check_checkout(ROOT)
 
 
+def test_a_relative_checkout_is_made_absolute(peer, tmp_path, monkeypatch):
+    # train.py runs from a temporary directory, where a relative path names nothing
+    for name in ("train.py", "model.py", "configurator.py", "config/train_shakespeare_char.py"):
+        (tmp_path / "ng" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "ng" / name).write_text("")
+    monkeypatch.chdir(tmp_path)
+    got = peer.check_checkout("ng")
+    assert got.is_absolute() and got == tmp_path.resolve() / "ng"
+
+
 def test_the_shakespeare_reports_table_and_figure(tmp_path, require):
     spec = importlib.util.spec_from_file_location("shakespeare", ROOT / "experiments" / "shakespeare.py")
     sh = importlib.util.module_from_spec(spec)
