@@ -128,6 +128,46 @@ def run_train_py(
     return {"ms": ms, "losses": losses, "evals": evals, "wall_seconds": wall}
 
 
+def time_model_step(nanogpt: Path, text: str, cfg: Config, *, steps: int, autocast: bool, seed: int = 0) -> dict:
+    """nanoGPT's ``model.py`` GPT with its own AdamW (``configure_optimizers``) and clipping, the step
+    ``train.py`` runs, timed in this process; ``autocast``: its forward under ``torch.autocast("cpu",
+    torch.bfloat16)``, the mixed precision ``train.py`` uses on a GPU and leaves off on a CPU
+    (``nullcontext``), so that bpjax's ``--compute-dtype bfloat16`` has its torch twin beside it.
+    Batches are random windows of ``text``'s train split, as ``train.py`` draws them."""
+    import time
+
+    import torch
+
+    nanogpt = check_checkout(nanogpt)
+    sys.path.insert(0, str(nanogpt))
+    try:
+        from model import GPT, GPTConfig
+    finally:
+        sys.path.pop(0)
+    vocab = Vocab.from_text(text)
+    data = torch.from_numpy(encode_text(text, vocab)[: int(0.9 * len(text))].astype(np.int64))
+    s, T, B = cfg.sizes, cfg.sizes["block_size"], cfg.batch_size
+    torch.manual_seed(seed)
+    sizes = {k: s[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")}
+    model = GPT(GPTConfig(vocab_size=vocab.size, **sizes))
+    opt = model.configure_optimizers(cfg.weight_decay, cfg.lr, (0.9, 0.99), "cpu")
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast)
+    ms = []
+    for _ in range(steps):
+        ix = torch.randint(len(data) - T - 1, (B,))
+        x = torch.stack([data[i : i + T] for i in ix])
+        y = torch.stack([data[i + 1 : i + 1 + T] for i in ix])
+        t = time.perf_counter()
+        with ctx:
+            _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ms.append(1e3 * (time.perf_counter() - t))
+    return {"ms": ms, "final_loss": float(loss)}
+
+
 def iteration_rates(ms: list[float], repeats: int) -> list[float]:
     """Iterations per second of ``repeats`` equal blocks of the iteration times (the first two, the
     warm-up, left out): a row's rates, like bpjax's repeated chunks."""

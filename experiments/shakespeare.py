@@ -2,15 +2,18 @@
 
 bpjax trains the GPT at its defaults (nanoGPT's README recipe: 4 layers, 4 heads, 128 channels, block
 64, batch 12, AdamW 1e-3 with 100 warmup steps and a cosine to 1e-4, 2,000 steps) on tiny
-Shakespeare, evaluating every 250 steps on the whole val split. With ``--nanogpt PATH`` (and torch in
-this environment) nanoGPT's ``train.py`` trains the same recipe (its README's flags: ``--eval_iters
-20 --log_interval 1``; its estimate is the mean over 20 random batches of each split); its best
-checkpoint is then converted (:mod:`bpjax.nanogpt`), evaluated on the whole val split by bpjax,
-sampled, and trained 100 more steps in bpjax. Steps/s are each side's median step time.
+Shakespeare, evaluating every 250 steps on the whole val split, in float32 and again with bfloat16
+products (``--compute-dtype bfloat16``: on a CPU with AMX, XLA's bfloat16 GEMM; nanoGPT's train.py
+computes in float32 on a CPU, and torch's CPU autocast is slower there, see ``bpjax bench``).
+With ``--nanogpt PATH`` (and torch in this environment) nanoGPT's ``train.py`` trains the same recipe
+(its README's flags: ``--eval_iters 20 --log_interval 1``; its estimate is the mean over 20 random
+batches of each split); its best checkpoint is then converted (:mod:`bpjax.nanogpt`), evaluated on
+the whole val split by bpjax, sampled, and trained 100 more steps in bpjax. Steps/s are each side's median step time.
 
     python experiments/shakespeare.py                                  # bpjax only
     python experiments/shakespeare.py --nanogpt ../shared/peers/nanogpt
     python experiments/shakespeare.py --steps 200 --out /tmp/sh        # a quick look
+    python experiments/shakespeare.py --dtypes float32                 # float32 only
 
 Writes ``experiments/results/shakespeare.{json,md,png}`` and the bpjax run in ``.../shakespeare_run``.
 """
@@ -114,7 +117,8 @@ def figure(result: dict, path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, r in (
-        ("bpjax (whole val split)", result["bpjax"]),
+        ("bpjax (whole val split)", result.get("bpjax")),
+        ("bpjax, bfloat16 products", result.get("bpjax_bfloat16")),
         ("nanoGPT train.py (20-batch estimate)", result.get("nanogpt")),
     ):
         if r:
@@ -130,33 +134,40 @@ def figure(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+RUNS = (("bpjax", "bpjax (hand-written backward)"), ("bpjax_bfloat16", "bpjax, bfloat16 products"))
+
+
 def markdown(result: dict) -> str:
-    b, n = result["bpjax"], result.get("nanogpt")
+    n = result.get("nanogpt")
     lines = [
         f"# tiny Shakespeare, nanoGPT's CPU recipe ({result['steps']:,} steps)",
         "",
         f"Machine: {result['machine']}. Step times are medians; val losses: bpjax's over the whole val split,",
-        "nanoGPT's its 20-batch estimate.",
+        "nanoGPT's its 20-batch estimate. nanoGPT's train.py computes in float32 on a CPU.",
         "",
         "| | val loss | ms / step | steps/s |",
         "| --- | ---: | ---: | ---: |",
-        f"| bpjax (hand-written backward) | {b['val_loss']:.4f} | {b['ms_per_step']:.1f} "
-        f"| {1e3 / b['ms_per_step']:.1f} |",
     ]
+    runs = [(label, result[key]) for key, label in RUNS if result.get(key)]
+    for label, b in runs:
+        lines.append(f"| {label} | {b['val_loss']:.4f} | {b['ms_per_step']:.1f} | {1e3 / b['ms_per_step']:.1f} |")
     if n:
         lines.append(
             f"| nanoGPT train.py | {n['val_loss_estimate']:.4f} | {n['ms_per_step']:.1f} "
             f"| {1e3 / n['ms_per_step']:.1f} |"
         )
+        lines.append("")
+        for label, b in runs:
+            lines.append(f"- {label}: {n['ms_per_step'] / b['ms_per_step']:.2f}x as fast as nanoGPT's step.")
         lines += [
             "",
-            f"bpjax's step is {n['ms_per_step'] / b['ms_per_step']:.2f}x as fast as nanoGPT's. nanoGPT's best "
-            f"checkpoint (iteration {n['best_checkpoint_iter']:,}, its estimate "
+            f"nanoGPT's best checkpoint (iteration {n['best_checkpoint_iter']:,}, its estimate "
             f"{n['best_checkpoint_val_estimate']:.4f}) "
             f"converted to bpjax: whole-split val {n['best_checkpoint_val_bpjax_whole_split']:.4f}; 100 more steps "
             f"in bpjax: {n['bpjax_100_more_steps_val']:.4f}.",
         ]
-    lines += ["", "bpjax's sample (500 characters after the prompt, seed 0):", "", "```", b["sample"], "```"]
+    for label, b in runs:
+        lines += ["", f"{label}, its sample (500 characters after the prompt, seed 0):", "", "```", b["sample"], "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -165,6 +176,7 @@ def main(argv=None) -> None:
     p.add_argument("--data", default="shakespeare", help="a text (default tiny Shakespeare)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--nanogpt", type=Path, help="a nanoGPT checkout: train its train.py beside (needs torch)")
+    p.add_argument("--dtypes", default="float32,bfloat16", help="bpjax's compute dtypes, one run each")
     p.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
     a = p.parse_args(argv)
     from bpjax.bench.timing import cpu_name
@@ -172,14 +184,19 @@ def main(argv=None) -> None:
     cfg = Config("gpt", steps=a.steps)
     a.out.mkdir(parents=True, exist_ok=True)
     result = {"steps": a.steps, "machine": cpu_name(), "config": cfg.to_json()}
-    result["bpjax"] = train_bpjax(cfg, a.data, a.out / "shakespeare_run")
+    for dtype in a.dtypes.split(","):
+        key = "bpjax" if dtype == "float32" else f"bpjax_{dtype}"
+        run_dir = a.out / ("shakespeare_run" if dtype == "float32" else f"shakespeare_run_{dtype}")
+        result[key] = train_bpjax(cfg.replace(compute_dtype=dtype), a.data, run_dir)
     if a.nanogpt is not None:
         result["nanogpt"] = train_nanogpt(a.nanogpt, cfg, a.data, a.out / "shakespeare_from_nanogpt")
     atomic_write_json(a.out / "shakespeare.json", result)
     atomic_write_text(a.out / "shakespeare.md", markdown(result))
     figure(result, a.out / "shakespeare.png")
     print(markdown(result))
-    print(json.dumps({k: v for k, v in result["bpjax"].items() if k != "sample"}, indent=1, default=float))
+    for key, _ in RUNS:
+        if key in result:
+            print(json.dumps({k: v for k, v in result[key].items() if k != "sample"}, indent=1, default=float))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,35 @@ def find(rows: list[dict], **keys) -> dict:
     return hits[0]
 
 
+def _gpt_ratios(rows: list[dict], sps) -> dict:
+    """The GPT's bfloat16 rows over its float32 and autodiff twins, and every bpjax GPT row over
+    nanoGPT's ``train.py`` and its autocast (bfloat16) step, where those rows were measured."""
+    out = {}
+    have = {(r["impl"], r["grad"], r.get("compute_dtype"), r["variant"]) for r in rows if r["group"] == "gpt"}
+
+    def bp(grad, dtype):
+        return sps(group="gpt", impl="bpjax", grad=grad, compute_dtype=dtype)
+
+    bf16 = [g for g in ("manual", "autodiff") if ("bpjax", g, "bfloat16", "train") in have]
+    for g in bf16:
+        out[f"gpt_{g}_bfloat16_over_float32"] = bp(g, "bfloat16") / bp(g, "float32")
+    if len(bf16) == 2:
+        out["gpt_manual_over_autodiff_bfloat16"] = bp("manual", "bfloat16") / bp("autodiff", "bfloat16")
+    for peer in ("nanogpt_train_py", "nanogpt_autocast_bfloat16"):
+        if ("nanogpt", "autodiff", None, peer) not in have:
+            continue
+        theirs = sps(group="gpt", impl="nanogpt", variant=peer)
+        for g in ("manual", "autodiff"):
+            out[f"gpt_{g}_over_{peer}"] = bp(g, "float32") / theirs
+            if g in bf16:
+                out[f"gpt_{g}_bfloat16_over_{peer}"] = bp(g, "bfloat16") / theirs
+    return out
+
+
 def summary(rows: list[dict], peak, V: int, with_torch: bool, reference: str = "mlp") -> dict:
-    """The ratios docs/performance.md quotes, each from rows of the same run."""
+    """The ratios docs/performance.md quotes, each from rows of the same run. A bpjax row without a
+    ``compute_dtype`` (a bench.json from before the GPT's bfloat16 rows) computed in float32."""
+    rows = [{"compute_dtype": "float32", **r} if r.get("impl") == "bpjax" else r for r in rows]
 
     def sps(**keys):
         return find(rows, **keys)["model_steps_per_second"]
@@ -37,21 +64,16 @@ def summary(rows: list[dict], peak, V: int, with_torch: bool, reference: str = "
         )
         s["vmap16_all_devices_over_single_manual"] = sharded[0]["model_steps_per_second"] / mlp("manual")
     for model in (m for m in models.names() if m != reference and any(r["group"] == m for r in rows)):
-        man = sps(group=model, impl="bpjax", grad="manual")
-        s[f"{model}_manual_over_autodiff"] = man / sps(group=model, impl="bpjax", grad="autodiff")
+        man = sps(group=model, impl="bpjax", grad="manual", compute_dtype="float32")
+        s[f"{model}_manual_over_autodiff"] = man / sps(
+            group=model, impl="bpjax", grad="autodiff", compute_dtype="float32"
+        )
         for r in rows:
             if r["group"] == model and r["impl"] == "pytorch":
                 s[f"{model}_manual_over_pytorch_{r['variant']}"] = man / r["model_steps_per_second"]
             if r["group"] == model and r["impl"] == "makemore":
                 s[f"{model}_manual_over_{r['variant']}"] = man / r["model_steps_per_second"]
-    for r in rows:
-        if r["impl"] == "nanogpt":
-            s["gpt_manual_over_nanogpt_train_py"] = (
-                sps(group="gpt", impl="bpjax", grad="manual") / r["model_steps_per_second"]
-            )
-            s["gpt_autodiff_over_nanogpt_train_py"] = (
-                sps(group="gpt", impl="bpjax", grad="autodiff") / r["model_steps_per_second"]
-            )
+    s.update(_gpt_ratios(rows, sps))
     for model in (m for m in (reference, "deep") if any(r["group"] == "diagnostics" and r["model"] == m for r in rows)):
         plain = sps(group="diagnostics", model=model, variant="train")
         s[f"{model}_diagnosed_over_plain"] = sps(group="diagnostics", model=model, variant="diagnosed") / plain

@@ -31,6 +31,9 @@ ROW_FLOPS = 5e11
 REFERENCE = "mlp"
 """The notebook's model: the grad, scaling and vmap rows measure it; every other registered model
 gets its manual and autodiff rows at its defaults."""
+COMPUTE_DTYPES = ("float32", "bfloat16")
+"""The GPT's rows' compute dtypes: float32, and bfloat16 products (XLA:CPU's bfloat16 GEMM, AMX where
+the CPU has it; see :mod:`bpjax.layers.products`)."""
 PEAK_GFLOPS_CPU_CORE = 166.4  # AVX-512: 2 FMA units x 16 fp32 lanes x 2 flops x 2.6 GHz
 
 
@@ -135,6 +138,7 @@ class Bench:
             devices=devices,
             n_hidden=cfg.sizes.get("n_hidden"),
             batch=cfg.batch_size,
+            compute_dtype=cfg.compute_dtype,
         )
 
     def pytorch(self, group: str, model: str, steps: int) -> None:
@@ -217,11 +221,15 @@ class Bench:
             self.bpjax("model", f"bpjax {grad}, {spec.name}", model=model, grad=grad, steps=steps)
 
     def gpt(self, quick: bool = False) -> None:
-        """The GPT's manual and autodiff rows on the text, then nanoGPT's ``train.py`` on the same
-        configuration for as many iterations (``--nanogpt``; needs torch). ``quick``: 20 steps."""
+        """The GPT's manual and autodiff rows on the text, in float32 and with bfloat16 products
+        (``--compute-dtype bfloat16``), then with ``--nanogpt`` (needs torch) nanoGPT's ``train.py`` on
+        the same configuration for as many iterations, and its model's step under torch's CPU autocast
+        (bfloat16): the twin of bpjax's bfloat16 rows. ``quick``: 20 steps, no bfloat16 autodiff row."""
         steps = 20 if quick else self.model_steps("gpt")
-        for grad in GRADS:
-            self.bpjax("gpt", f"bpjax {grad}, gpt", model="gpt", grad=grad, steps=steps)
+        for dtype in COMPUTE_DTYPES:
+            for grad in GRADS if not (quick and dtype != "float32") else ("manual",):
+                name = f"bpjax {grad}, gpt" + ("" if dtype == "float32" else f", {dtype}")
+                self.bpjax("gpt", name, model="gpt", grad=grad, steps=steps, compute_dtype=dtype)
         peer, note = peers.nanogpt_peer(self.nanogpt)
         if peer is None:
             self.log(note)
@@ -229,18 +237,14 @@ class Bench:
         cfg = self.config("gpt")
         text = self.text_data("gpt")[2]["path"]
         res = peer.run_train_py(Path(self.nanogpt), peer.load_text(text), cfg, steps=steps + 2, log=self.log)
+        flops = step_flops(cfg, self.vocab_size("gpt"))
+        keys = {"impl": "nanogpt", "model": "gpt", "grad": "autodiff", "K": 1, "batch": cfg.batch_size}
         rates = peer.iteration_rates(res["ms"], self.repeats)
-        self.add(
-            "gpt",
-            "nanoGPT train.py, gpt",
-            row(rates, step_flops(cfg, self.vocab_size("gpt"))),
-            impl="nanogpt",
-            model="gpt",
-            grad="autodiff",
-            variant="nanogpt_train_py",
-            K=1,
-            batch=cfg.batch_size,
-        )
+        self.add("gpt", "nanoGPT train.py, gpt", row(rates, flops), variant="nanogpt_train_py", **keys)
+        res = peer.time_model_step(Path(self.nanogpt), peer.load_text(text), cfg, steps=steps + 2, autocast=True)
+        rates = peer.iteration_rates(res["ms"], self.repeats)
+        name = "nanoGPT model.py + AdamW, autocast bfloat16"
+        self.add("gpt", name, row(rates, flops), variant="nanogpt_autocast_bfloat16", **keys)
 
     def scaling(self, quick: bool) -> None:
         steps = max(self.steps // 10, 100)

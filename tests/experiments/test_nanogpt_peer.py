@@ -84,9 +84,13 @@ def test_the_shakespeare_reports_table_and_figure(tmp_path, require):
         "best_checkpoint_val_bpjax_whole_split": 1.94,
         "bpjax_100_more_steps_val": 1.93,
     }
-    md = sh.markdown({"steps": 500, "machine": "cpu", "bpjax": b, "nanogpt": n})
+    bf = {**b, "val_loss": 1.9, "ms_per_step": 12.5, "sample": "ROMEO:\nNay."}
+    md = sh.markdown({"steps": 500, "machine": "cpu", "bpjax": b, "bpjax_bfloat16": bf, "nanogpt": n})
     assert "| bpjax (hand-written backward) | 1.8800 | 20.0 | 50.0 |" in md and "2.50x as fast" in md
-    assert "| nanoGPT train.py | 1.8900 | 50.0 | 20.0 |" in md and "ROMEO:\nAy." in md
+    assert "| bpjax, bfloat16 products | 1.9000 | 12.5 | 80.0 |" in md and "products: 4.00x as fast" in md
+    assert "| nanoGPT train.py | 1.8900 | 50.0 | 20.0 |" in md and "ROMEO:\nAy." in md and "ROMEO:\nNay." in md
+    only = sh.markdown({"steps": 500, "machine": "cpu", "bpjax": b})  # no nanoGPT, float32 only
+    assert "bfloat16" not in only and "as fast" not in only
     require("matplotlib")  # the plot extra: a failure in CI, a skip elsewhere
     sh.figure({"bpjax": b, "nanogpt": n}, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 1000
