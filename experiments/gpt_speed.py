@@ -2,14 +2,15 @@
 
     python experiments/gpt_speed.py --nanogpt ../shared/peers/nanogpt [--rounds 5] [--steps 300]
 
-Each round runs, one after another, ``bpjax train --model gpt`` in float32, ``bpjax train --model gpt
---compute-dtype bfloat16`` and nanoGPT's ``train.py`` (its CPU recipe's flags,
-:func:`nanogpt_peer.run_train_py`), each for ``--steps`` steps of the CPU recipe with no evaluation
-on the way, each as a user runs it (a fresh process). A round's three step times are measured
-within a minute of each other, so a slow phase of the machine slows all three; the ratios are per
-round, and the report gives their median and range. bpjax's step time is its run's
-``steps_per_second`` (training chunks only); nanoGPT's, the median of the iteration times its
-``train.py`` prints. Writes ``experiments/results/gpt_speed.{json,md}``.
+Each round runs, one after another (the order rotating from round to round), ``bpjax train --model
+gpt`` in float32, ``bpjax train --model gpt --compute-dtype bfloat16``, nanoGPT's ``train.py`` (its
+CPU recipe's flags, :func:`nanogpt_peer.run_train_py`) and nanoGPT's model and AdamW under torch's
+CPU autocast (bfloat16; :func:`nanogpt_peer.time_model_step`), each for ``--steps`` steps of the CPU
+recipe with no evaluation on the way, each in a fresh process. A round's step times are measured
+within a minute or two of each other, so a slow phase of the machine slows them all; the ratios
+are per round, and the report gives their median and range. bpjax's step time is its run's
+``steps_per_second`` (training chunks only); nanoGPT's, the median of its iteration times.
+Writes ``experiments/results/gpt_speed.{json,md}``.
 """
 
 from __future__ import annotations
@@ -35,28 +36,54 @@ def bpjax_ms(dtype: str, steps: int, data: str) -> float:
     with tempfile.TemporaryDirectory() as d:
         cmd = [sys.executable, "-m", "bpjax", "train", "--model", "gpt", "--data", data, "--steps", str(steps)]
         cmd += ["--eval-every", str(steps), "--compute-dtype", dtype, "--no-progress", "--out", d]
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(f"bpjax train failed: {proc.stderr.strip()[-500:]}")
         metrics = json.loads((Path(d) / "metrics.json").read_text())
     return 1e3 / metrics["steps_per_second"]
 
 
-def nanogpt_ms(nanogpt: Path, steps: int, data: str) -> float:
+def _peer():
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     try:
-        peer = importlib.import_module("nanogpt_peer")
+        return importlib.import_module("nanogpt_peer")
     finally:
         sys.path.pop(0)
+
+
+def _text_path(data: str):
     from bpjax.data import load_dataset
 
-    path = load_dataset(data, block_size=Config("gpt").block_size, layout="text")[2]["path"]
-    res = peer.run_train_py(nanogpt, peer.load_text(path), Config("gpt"), steps=steps, log=lambda *_: None)
+    return load_dataset(data, block_size=Config("gpt").block_size, layout="text")[2]["path"]
+
+
+def nanogpt_ms(nanogpt: Path, steps: int, data: str) -> float:
+    """nanoGPT's ``train.py``: the median of the iteration times it prints (the first two left out)."""
+    peer = _peer()
+    res = peer.run_train_py(nanogpt, peer.load_text(_text_path(data)), Config("gpt"), steps=steps, log=lambda *_: None)
     return statistics.median(res["ms"][2:])
+
+
+def autocast_ms(nanogpt: Path, steps: int, data: str) -> float:
+    """nanoGPT's model and AdamW under torch's CPU autocast (bfloat16), in a fresh process."""
+    res = _peer().model_step_in_process(nanogpt, _text_path(data), steps, autocast=True)
+    return statistics.median(res["ms"][2:])
+
+
+RUNNERS = {
+    "float32": lambda a: bpjax_ms("float32", a.steps, a.data),
+    "bfloat16": lambda a: bpjax_ms("bfloat16", a.steps, a.data),
+    "nanogpt": lambda a: nanogpt_ms(a.nanogpt.resolve(), a.steps, a.data),
+    "nanogpt_autocast": lambda a: autocast_ms(a.nanogpt.resolve(), a.steps, a.data),
+}
 
 
 def summarise(rounds: list[dict]) -> dict:
     """Per dtype: the median ms a step over the rounds, and the median, lowest and highest of the
     per-round ratios nanoGPT's time / bpjax's (how many times as fast as nanoGPT's step)."""
     out = {"nanogpt_ms": statistics.median(r["nanogpt"] for r in rounds)}
+    if all("nanogpt_autocast" in r for r in rounds):
+        out["nanogpt_autocast_ms"] = statistics.median(r["nanogpt_autocast"] for r in rounds)
     for dtype in DTYPES:
         ratios = [r["nanogpt"] / r[dtype] for r in rounds]
         out[dtype] = {
@@ -86,9 +113,14 @@ def markdown(result: dict) -> str:
             f"({d['over_nanogpt_min']:.2f}-{d['over_nanogpt_max']:.2f}) |"
         )
     lines.append(f"| nanoGPT train.py (float32: its CPU path) | {s['nanogpt_ms']:.1f} | 1 |")
-    lines += ["", "| round | bpjax float32 | bpjax bfloat16 | nanoGPT |", "| ---: | ---: | ---: | ---: |"]
+    if "nanogpt_autocast_ms" in s:
+        lines.append(f"| nanoGPT model.py + AdamW, torch CPU autocast bfloat16 | {s['nanogpt_autocast_ms']:.1f} | |")
+    auto = "nanogpt_autocast_ms" in s
+    head = "| round | bpjax float32 | bpjax bfloat16 | nanoGPT |" + (" nanoGPT autocast |" if auto else "")
+    lines += ["", head, "| ---: " * (5 if auto else 4) + "|"]
     for i, r in enumerate(rounds, 1):
-        lines.append(f"| {i} | {r['float32']:.1f} | {r['bfloat16']:.1f} | {r['nanogpt']:.1f} |")
+        row = f"| {i} | {r['float32']:.1f} | {r['bfloat16']:.1f} | {r['nanogpt']:.1f} |"
+        lines.append(row + (f" {r['nanogpt_autocast']:.1f} |" if auto else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -102,12 +134,12 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     from bpjax.bench.timing import cpu_name
 
-    rounds = []
+    rounds, names = [], list(RUNNERS)
     for i in range(a.rounds):
-        r = {dtype: bpjax_ms(dtype, a.steps, a.data) for dtype in DTYPES}
-        r["nanogpt"] = nanogpt_ms(a.nanogpt.resolve(), a.steps, a.data)
-        rounds.append(r)
-        print(f"round {i + 1}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in r.items()), flush=True)
+        order = names[i % len(names) :] + names[: i % len(names)]  # no runner always first or last
+        r = {name: RUNNERS[name](a) for name in order}
+        rounds.append({name: r[name] for name in names})
+        print(f"round {i + 1}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in rounds[-1].items()), flush=True)
     result = {"machine": cpu_name(), "steps": a.steps, "rounds": rounds, "summary": summarise(rounds)}
     a.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(a.out / "gpt_speed.json", result)

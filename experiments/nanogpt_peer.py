@@ -161,11 +161,23 @@ def time_model_step(nanogpt: Path, text: str, cfg: Config, *, steps: int, autoca
         with ctx:
             _, loss = model(x, y)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if cfg.grad_clip:  # train.py's rule: 0 turns clipping off
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         ms.append(1e3 * (time.perf_counter() - t))
     return {"ms": ms, "final_loss": float(loss)}
+
+
+def model_step_in_process(nanogpt: Path, text_path, steps: int, *, autocast: bool) -> dict:
+    """:func:`time_model_step` on the CPU recipe in a fresh Python (this one's), as ``train.py`` runs:
+    timed inside a process that has run JAX (bpjax bench's), torch's step was far slower than alone."""
+    cmd = [sys.executable, __file__, "--nanogpt", str(Path(nanogpt).resolve()), "--data", str(text_path)]
+    cmd += ["--steps", str(steps), "--model-step", "autocast" if autocast else "float32"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"nanoGPT's model step failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def iteration_rates(ms: list[float], repeats: int) -> list[float]:
@@ -181,7 +193,13 @@ def main(argv=None) -> None:
     p.add_argument("--nanogpt", type=Path, required=True, help="a nanoGPT checkout (train.py, model.py, ...)")
     p.add_argument("--data", default=None, help="a text file (default tiny Shakespeare)")
     p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--model-step", choices=("float32", "autocast"), help="time model.py's step in this process")
     a = p.parse_args(argv)
+    if a.model_step:
+        cfg, autocast = Config("gpt"), a.model_step == "autocast"
+        res = time_model_step(a.nanogpt, load_text(a.data), cfg, steps=a.steps, autocast=autocast)
+        print(json.dumps(res))
+        return
     res = run_train_py(a.nanogpt, load_text(a.data), Config("gpt"), steps=a.steps)
     print(json.dumps({"median_ms": statistics.median(res["ms"][2:]), "rates": iteration_rates(res["ms"], 5)}))
 

@@ -55,6 +55,7 @@ def train_bpjax(cfg: Config, data, out: Path) -> dict:
         "evals": [[int(s), float(v)] for s, v in zip(run.history["eval_steps"], run.history["eval_val"], strict=True)],
         "sample": PROMPT + sample,
         "wall_seconds": run.metrics["wall_seconds"],
+        "compute_dtype": cfg.compute_dtype,
         "run": out.name,  # beside this file: no path of the machine it ran on
     }
 

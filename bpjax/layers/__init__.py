@@ -15,8 +15,9 @@ it: the oracle), and ``<layer>``, the same function wrapped in ``jax.custom_vjp`
 ``recurrent``      ``rnn``, ``gru`` (backpropagation through time by hand)
 ``attention``      ``attention`` (causal self-attention, one layer)
 ``sequence``       ``causal_mean`` (BoW's causal average)
-``products``       ``matmul``, ``matmul_nt``, ``matmul_tn``, ``weight_grad``: the layers' matrix products
-                   in the forms XLA runs fastest (the same values as ``a @ b``, ``a @ b.T``, ``a.T @ b``)
+``products``       ``matmul``, ``matmul_nt``, ``matmul_tn``, ``weight_grad``, ``transposed``, ``row_major``:
+                   the layers' matrix products in the forms XLA runs fastest (the values of ``a @ b``,
+                   ``a @ b.T``, ``a.T @ b``)
 =================  ==========================================================================
 
 :data:`PLAIN` and :data:`MANUAL` are the one layer set (:class:`Layers`) in its two kinds: a model
@@ -25,7 +26,7 @@ own joins both: ``mine = MANUAL.extend(rmsnorm=with_backward(rmsnorm_plain, fwd,
 ``mine.plain`` is its plain twin set.
 """
 
-from .activations import gelu, gelu_exact, gelu_exact_plain, gelu_plain, tanh, tanh_plain
+from .activations import gelu, gelu_exact, gelu_exact_plain, gelu_plain, normal_cdf, tanh, tanh_plain
 from .attention import attention, attention_plain
 from .base import MATMUL_LAYERS, Layers, is_hand_written, with_backward
 from .dense import (
@@ -100,7 +101,8 @@ __all__ = [
     "flatten_consecutive_plain", "context_linear", "context_linear_plain",
     "batchnorm", "batchnorm_plain", "batchnorm_eval", "batch_stats", "running_batchnorm", "running_stats",
     "layernorm", "layernorm_plain", "BN_EPS", "LN_EPS", "MOMENTUM",
-    "tanh", "tanh_plain", "gelu", "gelu_plain", "gelu_exact", "gelu_exact_plain", "dropout", "dropout_plain",
+    "tanh", "tanh_plain", "gelu", "gelu_plain", "gelu_exact", "gelu_exact_plain", "normal_cdf",
+    "dropout", "dropout_plain",
     "add_positions", "add_positions_plain", "tied_head", "tied_head_plain", "rnn", "rnn_plain", "gru", "gru_plain",
     "attention", "attention_plain", "causal_mean", "causal_mean_plain",
     "matmul", "matmul_nt", "matmul_tn", "row_major", "transposed",

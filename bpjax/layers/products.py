@@ -2,7 +2,8 @@
 and a weight's gradient ``x^T @ d_y``. Each gives the same value as the plain ``jnp`` expression; only
 the layout of the operands XLA sees differs.
 
-Shapes: ``a`` [..., M, K], ``b`` [..., K, N] (leading axes batch axes, the same on both sides).
+Shapes: ``a`` [..., M, K], ``b`` [..., K, N]; leading axes broadcast as in ``jnp.matmul`` (a linear's
+``x`` [B, T, K] against its ``W`` [K, N]; attention's heads [B, nh, T, hs] on both sides).
 
 Why the forms matter on a CPU (XLA:CPU's YNNPACK GEMMs; measured on a 2-core Xeon with AMX, see
 ``experiments/results/bench/PROFILE.md``):
@@ -15,7 +16,9 @@ Why the forms matter on a CPU (XLA:CPU's YNNPACK GEMMs; measured on a 2-core Xeo
   and rounded back (the value of ``a @ b`` in bfloat16: autocast's result dtype), and a transposed
   operand is materialised as a row-major copy (:func:`transposed`).
 
-On GPUs and TPUs the transposes are left to the GEMM (no copies); the bfloat16 result rule is the same.
+Elsewhere (GPUs, TPUs) ``matmul_nt`` and ``row_major`` leave the layout to XLA, while ``matmul_tn``
+and :func:`weight_grad` keep their float32 form (one operand transposed behind a barrier) on every
+backend; bfloat16 products are computed into float32 and rounded on every backend.
 """
 
 from __future__ import annotations
@@ -84,8 +87,8 @@ def weight_grad(x, d_y):
     product, ``(d_y.T @ x).T`` (N·M + M·K). The value is the same. Measured (steps/s, same session):
     Transformer ~103 -> 126-135 (with attention's transposed operands materialised too), BoW 1,816 ->
     2,059, Bengio's MLP 2,065 -> 2,176; the MLP and WaveNet unchanged (the first rule alone, before
-    this choice: WaveNet 2,640 -> 3,080). In bfloat16 the transposed operand is a row-major copy
-    (:func:`transposed`) and the [M, K] product is transposed in float32 before its rounding.
+    this choice: WaveNet 2,640 -> 3,080). In bfloat16 on XLA:CPU the transposed operand is a row-major
+    copy (:func:`transposed`) and the [M, K] product is transposed in float32 before its rounding.
     """
     (n, k), m = x.shape, d_y.shape[1]
     if _bf16(x, d_y) and _copies_transposes():
@@ -95,5 +98,5 @@ def weight_grad(x, d_y):
         return matmul(transposed(x), d_y)
     barrier = jax.lax.optimization_barrier
     if n * m + m * k < n * k:
-        return barrier(barrier(d_y.T) @ x).T
-    return barrier(x.T) @ d_y
+        return barrier(matmul(barrier(d_y.T), x)).T
+    return matmul(barrier(x.T), d_y)

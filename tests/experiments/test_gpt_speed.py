@@ -25,4 +25,9 @@ def test_the_ratios_are_per_round_and_the_table_shows_every_round():
     assert s["float32"]["over_nanogpt_min"] == 24.0 / 26.0
     md = gs.markdown({"machine": "cpu", "steps": 300, "rounds": rounds, "summary": s})
     assert "| bpjax, bfloat16 products | 16.0 | 1.60x (1.50-1.80) |" in md
-    assert "| 2 | 30.0 | 20.0 | 36.0 |" in md and "3 alternated rounds" in md
+    assert "| 2 | 30.0 | 20.0 | 36.0 |" in md and "3 alternated rounds" in md and "autocast" not in md
+    for r in rounds:
+        r["nanogpt_autocast"] = 30.0
+    s = gs.summarise(rounds)
+    md = gs.markdown({"machine": "cpu", "steps": 300, "rounds": rounds, "summary": s})
+    assert s["nanogpt_autocast_ms"] == 30.0 and "| 2 | 30.0 | 20.0 | 36.0 | 30.0 |" in md

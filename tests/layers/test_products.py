@@ -23,7 +23,7 @@ def _pair(m, k, n, dtype, batch=()):
 @pytest.mark.parametrize("batch", [(), (2, 3)], ids=["2-D", "batched"])
 def test_every_form_is_the_plain_product_in_float64(batch):
     with jax.enable_x64(True):
-        for m, k, n in SHAPES:
+        for m, k, n in SHAPES if not batch else SHAPES[1:3]:  # batched: fewer compiles, the same forms
             a, b = _pair(m, k, n, jnp.float64, batch)
             want = a @ b
             np.testing.assert_allclose(L.matmul(a, b), want, rtol=1e-13)
@@ -61,15 +61,18 @@ def test_bfloat16_products_are_the_float32_product_rounded(batch):
             np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=2**-7, atol=1e-6 * n)
 
 
-def _dot_operand_types(f, *args) -> list[set[str]]:
-    """The element types of the operands of every dot in ``f``'s compiled HLO."""
+def _dots(f, *args) -> list[tuple[set, bool]]:
+    """Every dot in ``f``'s compiled HLO: its operands' element types, and whether it sits in a YNNPACK
+    fusion (a dot outside one runs on XLA's fallback thunk, which cannot multiply bfloat16 into float32)."""
     hlo = jax.jit(f).lower(*args).compile().as_text()
+    ynn = set(re.findall(r"calls=%(\S+?), .*__ynn_fusion", hlo))
     out = []
     for comp in re.split(r"\n\n", hlo):
+        name = re.match(r"%?(\S+)", comp.strip())
         for line in comp.splitlines():
             if m := re.search(r"= \S+ dot\(%(\S+), %(\S+)\)", line):
                 types = dict(re.findall(r"%(\S+) = (\w+)\[", comp))
-                out.append({types.get(m.group(1)), types.get(m.group(2))})
+                out.append(({types.get(m.group(1)), types.get(m.group(2))}, bool(name) and name.group(1) in ynn))
     return out
 
 
@@ -77,7 +80,7 @@ def _dot_operand_types(f, *args) -> list[set[str]]:
 def test_on_a_cpu_every_bfloat16_form_reaches_the_bfloat16_gemm():
     """XLA:CPU widens a bfloat16 dot to float32 unless both operands are row-major and the result
     float32 (then YNNPACK's bfloat16 GEMM, AMX where the CPU has it, runs it): every form here must
-    keep its dots bfloat16, or the compute dtype buys nothing on a CPU."""
+    keep its dots bfloat16 and in YNNPACK fusions, and run."""
     x, W = _pair(768, 128, 512, BF16)
     d_y = jax.random.normal(jax.random.key(0), (768, 512)).astype(BF16)
     small = jax.random.normal(jax.random.key(1), (768, 128)).astype(BF16)
@@ -92,5 +95,32 @@ def test_on_a_cpu_every_bfloat16_form_reaches_the_bfloat16_gemm():
         "q @ k.T, heads": (lambda a, b: L.matmul_nt(L.row_major(jnp.swapaxes(a, 1, 2)), b), heads, q),
     }
     for name, (f, *args) in cases.items():
-        types = _dot_operand_types(f, *args)
-        assert types and all(t == {"bf16"} for t in types), f"{name}: dot operands {types}"
+        dots = _dots(f, *args)
+        assert dots and all(t == {"bf16"} and in_ynn for t, in_ynn in dots), f"{name}: dots {dots}"
+        jax.block_until_ready(jax.jit(f)(*args))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the row-major copies are XLA:CPU's")
+def test_on_a_cpu_the_gpts_layers_keep_every_dot_bfloat16_forward_and_backward():
+    """The layers as a model calls them (``computing_in("bfloat16")``: float32 in and out, the products
+    cast), forward and hand-written backward through ``jax.vjp``: every dot bfloat16, in YNNPACK."""
+    ly = L.MANUAL.computing_in("bfloat16")
+    k = jax.random.split(jax.random.key(3), 4)
+    x = jax.random.normal(k[0], (12, 64, 128))
+    W_attn = 0.02 * jax.random.normal(k[1], (128, 3, 4, 32))
+    W_proj, W = 0.02 * jax.random.normal(k[2], (128, 128)), 0.02 * jax.random.normal(k[3], (128, 512))
+    wte = 0.02 * jax.random.normal(k[3], (65, 128))
+
+    def grads(f, *args):
+        y, vjp = jax.vjp(f, *args)
+        return vjp(jnp.ones_like(y))
+
+    cases = {
+        "attention": (lambda x, a, p: ly.attention(x, a, None, p, None, None, 0.0), x, W_attn, W_proj),
+        "linear": (lambda x, W: ly.linear(x, W, None), x, W),
+        "tied head": (ly.tied_head, x, wte),
+    }
+    for name, (f, *args) in cases.items():
+        dots = _dots(lambda *a, f=f: grads(f, *a), *args)
+        assert dots and all(t == {"bf16"} and in_ynn for t, in_ynn in dots), f"{name}: dots {dots}"
+        jax.block_until_ready(jax.jit(lambda *a, f=f: grads(f, *a))(*args))
