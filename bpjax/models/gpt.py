@@ -154,8 +154,8 @@ def mlp_groups() -> int:
     the groups of ``gelu(x @ W_fc[:, g] + b_fc[g]) @ W_mp[g]``: the same maths, summed in another
     order. On XLA:CPU, whose GEMMs of the CPU recipe's sizes run on one thread each, the two groups
     are independent chains its executor runs on the two cores at once, forward and backward: the
-    step ~4% faster in float32 and in bfloat16 (4 groups: slower again; the attention's heads in two
-    groups: slower; ``experiments/results/bench/PROFILE.md``). Elsewhere one group: one GEMM each."""
+    step 2–9% faster in bfloat16 and ~4% in float32 (4 groups: slower again; the attention's heads in
+    two groups: slower; ``experiments/results/bench/PROFILE.md``). Elsewhere one group: one GEMM each."""
     return 2 if jax.default_backend() == "cpu" else 1
 
 
