@@ -24,10 +24,17 @@ from .products import matmul, matmul_nt, matmul_tn, row_major, weight_grad
 #   d_Yh = split(d_out @ W_proj^T),  d_P' = d_Yh v^T,  d_v = P'^T d_Yh,  d_P = d_P' * mask / (1 - p),
 #   d_S = P * (d_P - rowsum(d_P * P))   (softmax; masked entries have P = 0, so d_S = 0 there)
 #   d_q = d_S k / √hs,  d_k = d_S^T q / √hs,  d_x = d_qkv @ W_attn^T
+# Layouts (XLA:CPU's bfloat16 GEMM takes row-major a @ b only, products.py): q k^T and d_Yh v^T
+# multiply k^T and v^T copied straight out of qkv, and the float32 products' rounding to bfloat16 is
+# done in the copies that split and merge the heads, not in passes of their own; the causal mask is
+# added (0 or -inf), which XLA fuses into the scores' product.
 # --------------------------------------------------------------------------------------------
-def _heads(a, n_head: int):
+def _heads(a, n_head: int, dtype=None, *, keys_last: bool = False):
+    """``a`` [B, T, C] as its heads [B, nh, T, hs] (``keys_last``: [B, nh, hs, T], each head
+    transposed) in ``dtype`` (default ``a``'s): one copy, the rounding of a float32 product fused in."""
     B, T, C = a.shape
-    return row_major(a.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3))  # [B, nh, T, hs]
+    h = a.reshape(B, T, n_head, C // n_head).transpose((0, 2, 3, 1) if keys_last else (0, 2, 1, 3))
+    return row_major(h.astype(dtype or a.dtype))
 
 
 def _merge(a):
@@ -42,22 +49,26 @@ def _keep(key, p: float, shape):
 
 def _attention_parts(x, W_attn, b_attn, W_proj, b_proj, key=None, p: float = 0.0):
     C, n_head = x.shape[-1], W_attn.shape[2]
-    qkv = matmul(x, W_attn.reshape(C, 3 * C))
+    qkv = matmul(x, W_attn.reshape(C, 3 * C), rounded=False)
     if b_attn is not None:  # the bias added in float32 at least, the heads' products in x's dtype
-        qkv = (wide(qkv) + wide(b_attn.reshape(3 * C))).astype(x.dtype)
-    q, k, v = (_heads(qkv[..., i * C : (i + 1) * C], n_head) for i in range(3))
+        qkv = wide(qkv) + wide(b_attn.reshape(3 * C))
+    # each head tensor is one copy out of qkv, rounded to x's dtype on the way: q, k^T and v for the
+    # forward's products, k and v^T for the backward's (unused by the plain forward: XLA drops them)
+    qs, ks, vs = (qkv[..., i * C : (i + 1) * C] for i in range(3))
+    q, kT, v = _heads(qs, n_head, x.dtype), _heads(ks, n_head, x.dtype, keys_last=True), _heads(vs, n_head, x.dtype)
+    k, vT = _heads(ks, n_head, x.dtype), _heads(vs, n_head, x.dtype, keys_last=True)
     T = x.shape[1]
-    S = wide(matmul_nt(q, k)) * (1.0 / math.sqrt(C // n_head))
-    S = jnp.where(jnp.tril(jnp.ones((T, T), bool)), S, -jnp.inf)
+    S = wide(matmul(q, kT)) * (1.0 / math.sqrt(C // n_head))
+    S = S + jnp.where(jnp.tril(jnp.ones((T, T), bool)), 0.0, -jnp.inf).astype(S.dtype)  # the future masked: S + -inf
     S = S - jax.lax.stop_gradient(S.max(-1, keepdims=True))  # the diagonal is never masked: finite
     e = jnp.exp(S)
     P = e / e.sum(-1, keepdims=True)
     keep = _keep(key, p, P.shape)
     P_used = P if keep is None else jnp.where(keep, P * (1.0 / (1.0 - p)), 0.0)  # dropout on the probabilities
     P_used = P_used.astype(x.dtype)
-    y = _merge(matmul(P_used, v))
+    y = _merge(matmul(P_used, v, rounded=False)).astype(x.dtype)
     out = wide(matmul(y, W_proj))
-    return (out if b_proj is None else out + wide(b_proj)), (q, k, v, P, keep, P_used, y)
+    return (out if b_proj is None else out + wide(b_proj)), (q, k, vT, P, keep, P_used, y)
 
 
 def attention_plain(x, W_attn, b_attn, W_proj, b_proj, key=None, p: float = 0.0):
@@ -71,19 +82,19 @@ def attention_plain(x, W_attn, b_attn, W_proj, b_proj, key=None, p: float = 0.0)
 
 
 def _attention_fwd(x, W_attn, b_attn, W_proj, b_proj, key=None, p=0.0):
-    out, (q, k, v, P, keep, P_used, y) = _attention_parts(x, W_attn, b_attn, W_proj, b_proj, key, p)
-    return out, (x, W_attn, b_attn, W_proj, b_proj, q, k, v, P, keep, P_used, y)  # the biases for shape and dtype
+    out, (q, k, vT, P, keep, P_used, y) = _attention_parts(x, W_attn, b_attn, W_proj, b_proj, key, p)
+    return out, (x, W_attn, b_attn, W_proj, b_proj, q, k, vT, P, keep, P_used, y)  # the biases for shape and dtype
 
 
 def _attention_bwd(p, res, d_out):
-    x, W_attn, b_attn, W_proj, b_proj, q, k, v, P, keep, P_used, y = res
+    x, W_attn, b_attn, W_proj, b_proj, q, k, vT, P, keep, P_used, y = res
     C, n_head = x.shape[-1], W_attn.shape[2]
     scale = 1.0 / math.sqrt(C // n_head)
     d_outc = d_out.astype(x.dtype)  # the products in the inputs' dtype
     d_W_proj = weight_grad(rows(y), rows(d_outc))
     d_b_proj = None if b_proj is None else rows(d_out).sum(0).astype(b_proj.dtype)
-    d_Yh = _heads(matmul_nt(d_outc, W_proj), n_head)
-    d_P = wide(matmul_nt(d_Yh, v))  # into the probabilities used
+    d_Yh = _heads(matmul_nt(d_outc, W_proj, rounded=False), n_head, x.dtype)
+    d_P = wide(matmul(d_Yh, vT))  # into the probabilities used
     d_v = matmul_tn(P_used, d_Yh)
     if keep is not None:  # through dropout: the kept entries, scaled
         d_P = jnp.where(keep, d_P * (1.0 / (1.0 - p)), 0.0)

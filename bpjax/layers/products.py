@@ -55,18 +55,21 @@ def row_major(a):
     return a
 
 
-def matmul(a, b):
-    """``a @ b`` in the operands' dtype. bfloat16 operands: computed into float32, rounded to bfloat16."""
+def matmul(a, b, *, rounded: bool = True):
+    """``a @ b`` in the operands' dtype. bfloat16 operands: computed into float32, rounded to bfloat16
+    (``rounded=False``: left in float32, for a consumer that rounds it itself: XLA then fuses the
+    rounding into that consumer, a copy into another layout, instead of a pass of its own)."""
     if _bf16(a, b):
-        return jnp.matmul(a, b, preferred_element_type=jnp.float32).astype(a.dtype)
+        out = jnp.matmul(a, b, preferred_element_type=jnp.float32)
+        return out.astype(a.dtype) if rounded else out
     return a @ b
 
 
-def matmul_nt(a, b):
+def matmul_nt(a, b, *, rounded: bool = True):
     """``a @ b^T`` for ``a`` [..., M, K], ``b`` [..., N, K] -> [..., M, N]."""
     if _bf16(a, b) and _copies_transposes():
-        return matmul(a, transposed(b))
-    return matmul(a, jnp.swapaxes(b, -1, -2))
+        return matmul(a, transposed(b), rounded=rounded)
+    return matmul(a, jnp.swapaxes(b, -1, -2), rounded=rounded)
 
 
 def matmul_tn(a, b):
