@@ -34,7 +34,7 @@ def _heads(a, n_head: int, dtype=None, *, keys_last: bool = False):
     transposed) in ``dtype`` (default ``a``'s): one copy, the rounding of a float32 product fused in."""
     B, T, C = a.shape
     h = a.reshape(B, T, n_head, C // n_head).transpose((0, 2, 3, 1) if keys_last else (0, 2, 1, 3))
-    return row_major(h.astype(dtype or a.dtype))
+    return row_major(h.astype(a.dtype if dtype is None else dtype))
 
 
 def _merge(a):
