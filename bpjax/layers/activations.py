@@ -106,6 +106,11 @@ def _horner(coefs, v):
     return r
 
 
+def _normal_pdf(x):
+    """φ(x) = exp(-x²/2) / √(2π)."""
+    return _INV_SQRT_2PI * jnp.exp(-0.5 * x * x)
+
+
 def normal_cdf(x):
     """Φ(x), the standard normal's CDF, accurate in the tail where x < 0 (see the comment above)."""
     if x.dtype == jnp.float64:
@@ -115,7 +120,7 @@ def normal_cdf(x):
     a = jnp.abs(x)
     s = jnp.clip(a, 1.0, _TAIL_CLIP)
     w = s * s
-    tail = (_INV_SQRT_2PI * jnp.exp(-0.5 * x * x)) * _horner(_MILLS_P_REV, w) / (_horner(_MILLS_Q_REV, w) * s)
+    tail = _normal_pdf(x) * _horner(_MILLS_P_REV, w) / (_horner(_MILLS_Q_REV, w) * s)
     neg = x < 0
     return jnp.where(a <= 1.0, body, jnp.where(neg, 0.0, 1.0) + jnp.where(neg, 1.0, -1.0) * tail)
 
@@ -131,7 +136,7 @@ def _gelu_exact_fwd(x):
 
 def _gelu_exact_bwd(x, d_y):
     x = jax.lax.optimization_barrier(x)
-    return (d_y * (normal_cdf(x) + x * (_INV_SQRT_2PI * jnp.exp(-0.5 * x * x))),)
+    return (d_y * (normal_cdf(x) + x * _normal_pdf(x)),)
 
 
 gelu_exact = with_backward(
